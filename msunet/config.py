@@ -1,0 +1,72 @@
+"""The base configuration every file in configs/ starts from; each field is documented here.
+
+Config files call `base_config()` and change what their experiment needs, so a field has one
+default and one meaning. Any field is overridable on the command line, e.g.
+`--config.optim.learning_rate=3e-4`.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """All fields with their defaults (the paper's MultiResUNet at 256x256, batch 8)."""
+    config = ml_collections.ConfigDict()
+
+    config.model = model = ml_collections.ConfigDict()
+    model.name = "multiresunet"  # "multiresunet" or "unet"
+    model.base_filters = 32  # width of the first stage; doubles per stage (32 in the paper)
+    model.alpha = 1.67  # MultiResBlock width multiplier (MultiResUNet only)
+    model.in_channels = 1  # grey mammograms
+    model.out_channels = 1  # one sigmoid output: lesion vs background
+    model.dtype = "float32"  # compute dtype; "bfloat16" keeps params and BN statistics float32
+    model.head_bias_init = 0.0  # initial logit offset; 0 = Keras, ~-3 starts at a 5 % lesion prior
+
+    config.data = data = ml_collections.ConfigDict()
+    data.source = "synthetic"  # built-in synthetic mammograms (no download)
+    data.root = ""  # dataset folder for real sources
+    data.image_size = 256  # square model resolution; a multiple of 16
+    data.num_train = 512  # synthetic images per split
+    data.num_val = 64
+    data.num_test = 64
+    data.seed = 0  # which synthetic images are drawn
+    data.clahe_clip_limit = 2.0  # CLAHE contrast limit; 0 disables CLAHE
+    data.clahe_tile_grid = 8  # CLAHE tiles per side
+    data.num_threads = 2  # grain reader threads (2 fits a 2-core machine; 8-16 on a GPU host)
+    data.prefetch = 32  # grain prefetch buffer, in elements
+
+    data.augment = augment = ml_collections.ConfigDict()  # training split only
+    augment.hflip_prob = 0.5
+    augment.vflip_prob = 0.5
+    augment.rotation_prob = 0.5
+    augment.rotation_degrees = 15.0  # uniform in [-d, d]
+    augment.zoom_prob = 0.5
+    augment.zoom_range = (0.9, 1.1)
+    augment.contrast_prob = 0.5
+    augment.contrast_range = (0.8, 1.2)
+    augment.brightness_range = (-0.08, 0.08)  # shift as a fraction of 255
+
+    config.optim = optim = ml_collections.ConfigDict()  # Adam with Keras' defaults
+    optim.learning_rate = 1e-3
+    optim.b1 = 0.9
+    optim.b2 = 0.999
+    optim.eps = 1e-7
+
+    config.train = train = ml_collections.ConfigDict()
+    train.batch_size = 8
+    train.eval_batch_size = 8
+    train.num_steps = 20_000
+    train.log_every = 50  # steps between train-metric logs and progress lines
+    train.eval_every = 500  # steps between validation passes (early stopping counts these)
+    train.checkpoint_every = 500  # steps between "latest" checkpoints
+    train.max_to_keep = 2  # latest checkpoints kept on disk
+    train.best_metric = "iou"  # validation metric choosing the "best" checkpoint ("loss": lower)
+    train.seed = 0  # initialisation and data-order seed
+    train.early_stopping = ml_collections.ConfigDict()
+    train.early_stopping.patience = 10  # validation passes without improvement before stopping
+    train.early_stopping.min_delta = 1e-4  # smallest drop in validation loss that counts
+
+    config.eval = ml_collections.ConfigDict()
+    config.eval.threshold = 0.5  # probability above which a pixel is lesion
+    return config

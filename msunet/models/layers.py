@@ -1,0 +1,99 @@
+"""Building blocks shared by the segmentation models, matching Keras defaults.
+
+Keras' BatchNormalization uses momentum 0.99 and epsilon 1e-3 (flax's defaults differ), and
+Keras initialises kernels with Glorot-uniform; these helpers pin both so that the Flax models
+are numerically the Keras reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+KERAS_BN_MOMENTUM = 0.99
+KERAS_BN_EPSILON = 1e-3
+
+Dtype = Any
+
+
+def batch_norm(train: bool, *, use_scale: bool = True, dtype: Dtype = jnp.float32,
+               bias_init: float = 0.0, name: str | None = None) -> nn.BatchNorm:
+    """A BatchNorm with Keras' momentum/epsilon; statistics stay float32 under bf16 compute."""
+    return nn.BatchNorm(
+        use_running_average=not train,
+        momentum=KERAS_BN_MOMENTUM,
+        epsilon=KERAS_BN_EPSILON,
+        use_scale=use_scale,
+        bias_init=nn.initializers.constant(bias_init),
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        name=name,
+    )
+
+
+class ConvBN(nn.Module):
+    """Keras `conv2d_bn`: Conv2D (same padding, no bias) -> BatchNorm(scale=False) -> activation."""
+
+    features: int
+    kernel_size: int = 3
+    activation: Callable[[jnp.ndarray], jnp.ndarray] | None = nn.relu
+    bn_scale: bool = False
+    bn_bias_init: float = 0.0
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+        x = nn.Conv(
+            self.features,
+            (self.kernel_size, self.kernel_size),
+            padding="SAME",
+            use_bias=False,
+            kernel_init=nn.initializers.glorot_uniform(),
+            dtype=self.dtype,
+            param_dtype=jnp.float32,
+        )(x)
+        x = batch_norm(train, use_scale=self.bn_scale, bias_init=self.bn_bias_init,
+                       dtype=self.dtype)(x)
+        if self.activation is not None:
+            x = self.activation(x)
+        return x
+
+
+def upsample(features: int, dtype: Dtype, name: str | None = None) -> nn.ConvTranspose:
+    """Keras Conv2DTranspose(features, 2x2, strides 2, padding same) with bias, no BN."""
+    return nn.ConvTranspose(
+        features,
+        (2, 2),
+        strides=(2, 2),
+        padding="SAME",
+        use_bias=True,
+        kernel_init=nn.initializers.glorot_uniform(),
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        name=name,
+    )
+
+
+def max_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:
+    """2x2 max-pooling with stride 2 (Keras MaxPooling2D default)."""
+    return nn.max_pool(x, (2, 2), strides=(2, 2))
+
+
+def check_input(x: jnp.ndarray, *, multiple: int, in_channels: int | None = None) -> None:
+    """Raise a ValueError when `x` is not NHWC with H and W multiples of `multiple`."""
+    if x.ndim != 4:
+        raise ValueError("expected an NHWC batch of rank 4 (batch, height, width, channels), "
+                         f"got shape {x.shape}")
+    _, height, width, channels = x.shape
+    if height % multiple or width % multiple:
+        raise ValueError(
+            f"height and width must be multiples of {multiple} (four 2x2 poolings), got "
+            f"{height}x{width}; resize or pad the input, e.g. to "
+            f"{-(-height // multiple) * multiple}x{-(-width // multiple) * multiple}"
+        )
+    if in_channels is not None and channels != in_channels:
+        raise ValueError(f"expected {in_channels} input channel(s), got {channels} "
+                         f"(shape {x.shape})")

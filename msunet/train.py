@@ -1,0 +1,264 @@
+"""Training and validation: `python -m msunet.train --config configs/default.py --workdir DIR`.
+
+Reads top to bottom: model -> train state -> train/eval steps (pure, jit-compiled) ->
+`train_and_evaluate`, the loop that feeds batches, logs, checkpoints and stops early on the
+validation loss. The test split is never read here.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import app, flags, logging
+from flax.training import early_stopping, train_state
+from ml_collections import config_flags
+
+from msunet import data as data_lib
+from msunet.checkpointing import Checkpointer
+from msunet.losses import per_example_bce
+from msunet.metrics import SegmentationMetrics
+from msunet.models import MODELS
+from msunet.writers import MetricWriter, Progress
+
+CONFIG_FILE = "config.json"
+# Fields that fix the shapes of a checkpoint: a workdir cannot resume with other values.
+SHAPE_FIELDS = ("model.name", "model.base_filters", "model.alpha", "model.in_channels",
+                "model.out_channels", "data.image_size")
+
+
+class TrainState(train_state.TrainState):
+    """Params and Adam state, plus BatchNorm running statistics."""
+
+    batch_stats: Any
+
+
+def create_model(model_config: ml_collections.ConfigDict) -> nn.Module:
+    """The network named by `model.name`, with its width and compute dtype."""
+    if model_config.name not in MODELS:
+        raise ValueError(f"unknown model.name {model_config.name!r}; expected one of "
+                         f"{sorted(MODELS)}")
+    kwargs = dict(base_filters=model_config.base_filters, out_channels=model_config.out_channels,
+                  in_channels=model_config.in_channels, dtype=jnp.dtype(model_config.dtype),
+                  head_bias_init=model_config.head_bias_init)
+    if model_config.name == "multiresunet":
+        kwargs["alpha"] = model_config.alpha
+    return MODELS[model_config.name](**kwargs)
+
+
+def create_train_state(config: ml_collections.ConfigDict, rng: jax.Array) -> TrainState:
+    """Initialise the model's variables and an Adam optimiser with Keras' defaults."""
+    model = create_model(config.model)
+    size = config.data.image_size
+    dummy = jnp.zeros((1, size, size, config.model.in_channels), jnp.float32)
+    variables = jax.jit(functools.partial(model.init, train=False))(rng, dummy)
+    optim = config.optim
+    tx = optax.adam(optim.learning_rate, b1=optim.b1, b2=optim.b2, eps=optim.eps)
+    return TrainState.create(apply_fn=model.apply, params=variables["params"],
+                             batch_stats=variables["batch_stats"], tx=tx)
+
+
+def to_inputs(batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """uint8 images in [0, 255] -> float32 in [0, 1]; masks -> float32 {0, 1}."""
+    return batch["image"].astype(jnp.float32) / 255.0, batch["mask"].astype(jnp.float32)
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array],
+               threshold: float) -> tuple[TrainState, SegmentationMetrics]:
+    """One Adam step on the mean binary cross-entropy; BatchNorm statistics are updated."""
+    images, labels = to_inputs(batch)
+
+    def loss_fn(params: Any) -> tuple[jax.Array, tuple[jax.Array, jax.Array, Any]]:
+        logits, updates = state.apply_fn(
+            {"params": params, "batch_stats": state.batch_stats}, images, train=True,
+            mutable=["batch_stats"])
+        losses = per_example_bce(logits, labels)
+        return losses.mean(), (logits, losses, updates)
+
+    grads, (logits, losses, updates) = jax.grad(loss_fn, has_aux=True)(state.params)
+    state = state.apply_gradients(grads=grads, batch_stats=updates["batch_stats"])
+    metrics = SegmentationMetrics.single_from_model_output(
+        loss=losses, logits=logits, labels=labels, threshold=threshold)
+    return state, metrics
+
+
+def eval_step(state: TrainState, batch: dict[str, jax.Array],
+              threshold: float) -> SegmentationMetrics:
+    """Metrics of one (padded) batch in inference mode; `batch['valid']` masks the padding."""
+    images, labels = to_inputs(batch)
+    logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats}, images,
+                            train=False)
+    return SegmentationMetrics.single_from_model_output(
+        loss=per_example_bce(logits, labels), logits=logits, labels=labels,
+        mask=batch["valid"], threshold=threshold)
+
+
+def pad_batch(batch: dict[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
+    """Pad a last, smaller batch to `batch_size` (one compiled shape) and mark real rows valid."""
+    count = len(batch["image"])
+    padded = {key: np.concatenate([value, np.zeros((batch_size - count,) + value.shape[1:],
+                                                   value.dtype)])
+              for key, value in batch.items()}
+    padded["valid"] = np.arange(batch_size) < count
+    return padded
+
+
+def evaluate_metrics(eval_fn: Callable[..., SegmentationMetrics], state: TrainState,
+                     batches: Iterable[dict[str, np.ndarray]], batch_size: int) -> dict[str, float]:
+    """Pooled metrics of one pass over `batches`."""
+    total = None
+    for batch in batches:
+        update = eval_fn(state, pad_batch(batch, batch_size))
+        total = update if total is None else total.merge(update)
+    if total is None:
+        raise ValueError("the evaluation split is empty")
+    return {key: float(value) for key, value in total.compute().items()}
+
+
+def _get_field(config: ml_collections.ConfigDict, dotted: str) -> Any:
+    for part in dotted.split("."):
+        config = config[part]
+    return config
+
+
+def check_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
+    """Reject configs that cannot work, and configs that conflict with the workdir's run."""
+    size = config.data.image_size
+    if size <= 0 or size % 16:
+        raise ValueError(f"data.image_size must be a positive multiple of 16 (four 2x2 "
+                         f"poolings), got {size}")
+    for field in ("train.batch_size", "train.eval_batch_size", "train.num_steps",
+                  "train.log_every", "train.eval_every", "train.checkpoint_every"):
+        if _get_field(config, field) < 1:
+            raise ValueError(f"{field} must be at least 1, got {_get_field(config, field)}")
+    saved_path = workdir / CONFIG_FILE
+    if saved_path.exists():
+        saved = ml_collections.ConfigDict(json.loads(saved_path.read_text()))
+        conflicts = [f"{field}: {_get_field(saved, field)!r} in the workdir, "
+                     f"{_get_field(config, field)!r} now" for field in SHAPE_FIELDS
+                     if _get_field(saved, field) != _get_field(config, field)]
+        if conflicts:
+            raise ValueError(f"{saved_path} was written by a run with another shape ("
+                             + "; ".join(conflicts) + "): use a new --workdir, or the same "
+                             "values to resume")
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+                       ) -> dict[str, Any]:
+    """Train per `config` in `workdir`, resuming from its latest checkpoint if there is one.
+
+    Returns a summary: the last step, whether early stopping fired, and the best validation
+    metrics seen.
+    """
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    check_config(config, workdir)
+    (workdir / CONFIG_FILE).write_text(config.to_json_best_effort(indent=2))
+    tcfg = config.train
+
+    train_source = data_lib.build_source(config.data, "train")
+    val_source = data_lib.build_source(config.data, "val")
+    train_iter = iter(data_lib.train_dataset(config.data, train_source, tcfg.batch_size,
+                                             tcfg.seed))
+
+    state = create_train_state(config, jax.random.key(tcfg.seed))
+    checkpointer = Checkpointer(workdir, max_to_keep=tcfg.max_to_keep)
+    writer = MetricWriter(workdir)
+    stopper = early_stopping.EarlyStopping(min_delta=tcfg.early_stopping.min_delta,
+                                           patience=tcfg.early_stopping.patience)
+    higher_is_better = tcfg.best_metric != "loss"
+    best = {"step": None, "value": None, "metrics": {}}
+    first_step = 0
+    if checkpointer.latest_step() is not None:
+        restored = checkpointer.restore(state, data_iterator=train_iter)
+        state, first_step = restored.state, restored.step
+        stopper = stopper.replace(**restored.meta["early_stopping"])
+        best = restored.meta["best"]
+        writer.forget_after(first_step)
+        print(f"resumed from step {first_step} ({workdir})", flush=True)
+
+    threshold = config.eval.threshold
+    train_fn = jax.jit(functools.partial(train_step, threshold=threshold), donate_argnums=0)
+    eval_fn = jax.jit(functools.partial(eval_step, threshold=threshold))
+    steps_per_epoch = len(train_source) / tcfg.batch_size
+
+    def save_latest(step: int) -> None:
+        meta = {"early_stopping": {"best_metric": stopper.best_metric,
+                                   "patience_count": stopper.patience_count,
+                                   "should_stop": stopper.should_stop},
+                "best": best}
+        checkpointer.save(step, state, train_iter, meta)
+
+    progress = Progress(first_step, tcfg.num_steps)
+    train_metrics = None
+    step = first_step
+    print(f"training {config.model.name} on {len(train_source)} {config.data.source} images "
+          f"({config.data.image_size}px, batch {tcfg.batch_size}) for {tcfg.num_steps} steps",
+          flush=True)
+    while step < tcfg.num_steps and not stopper.should_stop:
+        batch = next(train_iter)
+        state, update = train_fn(state, batch)
+        train_metrics = update if train_metrics is None else train_metrics.merge(update)
+        step += 1
+        last = step == tcfg.num_steps
+        if step % tcfg.log_every == 0 or last:
+            scalars = {f"train_{k}": v for k, v in train_metrics.compute().items()}
+            line, rate = progress.line(step, float(scalars["train_loss"]))
+            writer.write_scalars(step, {**scalars, "epoch": step / steps_per_epoch,
+                                        "steps_per_second": rate})
+            print(line, flush=True)
+            train_metrics = None
+        if step % tcfg.eval_every == 0 or last:
+            val = evaluate_metrics(eval_fn, state, data_lib.eval_dataset(
+                config.data, val_source, tcfg.eval_batch_size), tcfg.eval_batch_size)
+            writer.write_scalars(step, {f"val_{k}": v for k, v in val.items()}
+                                 | {"epoch": step / steps_per_epoch})
+            stopper = stopper.update(val["loss"])
+            value = val[tcfg.best_metric]
+            if best["value"] is None or (value > best["value"] if higher_is_better
+                                         else value < best["value"]):
+                best = {"step": step, "value": value, "metrics": val}
+                checkpointer.save_best(step, state)
+            print(f"  validation at step {step}: " + ", ".join(
+                f"{k} {v:.4f}" for k, v in val.items()) + f" (best {tcfg.best_metric} "
+                f"{best['value']:.4f} at step {best['step']})", flush=True)
+            if stopper.should_stop:
+                print(f"early stopping at step {step}: validation loss has not improved by "
+                      f"{stopper.min_delta} for {stopper.patience_count} validation passes",
+                      flush=True)
+        if step % tcfg.checkpoint_every == 0 or last or stopper.should_stop:
+            save_latest(step)
+    checkpointer.close()
+    writer.close()
+    return {"step": step, "stopped_early": bool(stopper.should_stop), "best": best}
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and the saved config.")
+config_flags.DEFINE_config_file("config", None, "A config file from configs/.",
+                                lock_config=True)
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
+    try:
+        train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    except (ValueError, FileNotFoundError) as error:
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    app.run(main)

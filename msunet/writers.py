@@ -1,0 +1,85 @@
+"""Where metrics go: TensorBoard event files, a metrics.jsonl, and a progress line.
+
+TensorBoard files are written with the `tensorboard` package's own EventFileWriter, because
+`clu.metric_writers` and `flax.metrics.tensorboard` import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import time
+from collections.abc import Mapping
+
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class MetricWriter:
+    """Scalars to `<workdir>/tensorboard/` and one JSON object per logged step to metrics.jsonl."""
+
+    def __init__(self, workdir: str | pathlib.Path) -> None:
+        self.workdir = pathlib.Path(workdir)
+        self.jsonl_path = self.workdir / METRICS_FILE
+        self._events = EventFileWriter(str(self.workdir / "tensorboard"))
+        self._jsonl = open(self.jsonl_path, "a", encoding="utf-8")
+
+    def forget_after(self, step: int) -> None:
+        """Drop metrics.jsonl rows logged after `step` (a resumed run repeats those steps)."""
+        self._jsonl.close()
+        rows = [json.loads(line) for line in self.jsonl_path.read_text().splitlines() if line]
+        kept = "".join(json.dumps(row) + "\n" for row in rows if row["step"] <= step)
+        self.jsonl_path.write_text(kept)
+        self._jsonl = open(self.jsonl_path, "a", encoding="utf-8")
+
+    def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+        """Log `scalars` at `step` to both TensorBoard and metrics.jsonl."""
+        values = {key: float(value) for key, value in scalars.items()}
+        summary = summary_pb2.Summary(value=[
+            summary_pb2.Summary.Value(tag=key, simple_value=value) for key, value in values.items()
+        ])
+        self._events.add_event(event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
+        self._jsonl.write(json.dumps({"step": step, **values}) + "\n")
+        self.flush()
+
+    def flush(self) -> None:
+        self._events.flush()
+        self._jsonl.flush()
+
+    def close(self) -> None:
+        self._events.close()
+        self._jsonl.close()
+
+
+def format_duration(seconds: float) -> str:
+    """1h02m, 3m05s or 42s."""
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+class Progress:
+    """Steps/s and ETA measured between calls, for the progress line."""
+
+    def __init__(self, first_step: int, num_steps: int) -> None:
+        self.num_steps = num_steps
+        self._last_step = first_step
+        self._last_time = time.perf_counter()
+
+    def line(self, step: int, loss: float) -> tuple[str, float]:
+        """('step 40/600 | loss 0.1234 | 3.10 steps/s | ETA 3m01s', steps_per_second)."""
+        now = time.perf_counter()
+        rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
+        self._last_step, self._last_time = step, now
+        eta = (self.num_steps - step) / rate if rate > 0 else math.inf
+        text = (f"step {step}/{self.num_steps} | loss {loss:.4f} | {rate:.2f} steps/s"
+                f" | ETA {format_duration(eta)}")
+        return text, rate

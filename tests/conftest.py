@@ -1,0 +1,29 @@
+"""Test setup: CPU JAX, a persistent compile cache shared with subprocesses, absl flags parsed."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(REPO / ".jax_cache"))
+
+import pytest  # noqa: E402
+from absl import flags  # noqa: E402
+
+# grain reads absl flags; outside absl.app.run they must be marked parsed (grain issue #1355).
+flags.FLAGS.mark_as_parsed()
+
+
+def run_module(module: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run `python -m module args...` from the repository root, capturing its output."""
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def smoke_config():
+    from configs.smoke import get_config
+
+    return get_config()

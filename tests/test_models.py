@@ -1,0 +1,100 @@
+"""The Flax models against the Keras reference's architecture card."""
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from msunet import MultiResUNet, UNet
+from msunet.models import MODELS, multires_widths
+from msunet.models.layers import KERAS_BN_EPSILON, KERAS_BN_MOMENTUM
+
+
+def count(module, channels, size=64):
+    variables = jax.eval_shape(
+        lambda: module.init(jax.random.key(0), jnp.zeros((1, size, size, channels)), train=False))
+    return {kind: sum(leaf.size for leaf in jax.tree.leaves(tree))
+            for kind, tree in variables.items()}
+
+
+@pytest.mark.parametrize("channels, total, trainable", [(1, 7_262_504, 7_237_982),
+                                                        (3, 7_262_750, 7_238_228)])
+def test_multiresunet_parameter_count_matches_keras(channels, total, trainable):
+    counts = count(MultiResUNet(), channels)
+    assert counts["params"] == trainable
+    assert counts["params"] + counts["batch_stats"] == total
+
+
+def test_parameter_count_does_not_depend_on_image_size():
+    assert count(MultiResUNet(), 1, size=64) == count(MultiResUNet(), 1, size=128)
+
+
+def test_unet_baseline_is_slightly_larger_than_multiresunet():
+    unet, multires = count(UNet(), 1), count(MultiResUNet(), 1)
+    assert sum(unet.values()) == 7_768_355
+    assert sum(multires.values()) < sum(unet.values()) < 1.1 * sum(multires.values())
+
+
+@pytest.mark.parametrize("filters, expected", [(32, (8, 17, 26)), (64, (17, 35, 53)),
+                                               (128, (35, 71, 106)), (256, (71, 142, 213)),
+                                               (512, (142, 284, 427))])
+def test_multires_block_widths_follow_keras_int_rounding(filters, expected):
+    assert multires_widths(filters) == expected
+
+
+def test_layer_conventions_match_keras():
+    variables = jax.eval_shape(lambda: MultiResUNet().init(
+        jax.random.key(0), jnp.zeros((1, 32, 32, 1)), train=False))
+    flat = flax.traverse_util.flatten_dict(variables["params"])
+    conv_leaves = {path[-1] for path in flat if path[-2].startswith("Conv_")}
+    transpose_leaves = {path[-1] for path in flat if path[-2].startswith("ConvTranspose_")}
+    assert conv_leaves == {"kernel"}, "conv2d_bn convolutions have no bias"
+    assert transpose_leaves == {"kernel", "bias"}, "Conv2DTranspose keeps its bias"
+    conv_bn_norms = {path[-1] for path in flat
+                     if path[-3].startswith("ConvBN_") and path[-2].startswith("BatchNorm_")}
+    assert conv_bn_norms == {"bias"}, "BatchNorm(scale=False) inside conv2d_bn"
+    head = variables["params"]["ConvBN_0"]
+    assert head["Conv_0"]["kernel"].shape == (1, 1, 51, 1)
+    assert set(head["BatchNorm_0"]) == {"bias"}, "the head's BatchNorm sits before the sigmoid"
+
+
+def test_batch_norm_uses_keras_momentum_and_epsilon():
+    model = MultiResUNet(base_filters=4)
+    x = jax.random.normal(jax.random.key(1), (2, 32, 32, 1)) * 3 + 5
+    variables = model.init(jax.random.key(0), x, train=False)
+    _, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    first_bn = updates["batch_stats"]["MultiResBlock_0"]["ConvBN_0"]["BatchNorm_0"]
+    conv = variables["params"]["MultiResBlock_0"]["ConvBN_0"]["Conv_0"]["kernel"]
+    batch_mean = jnp.mean(jnp.einsum("nhwc,co->nhwo", x, conv[0, 0]), axis=(0, 1, 2))
+    np.testing.assert_allclose(first_bn["mean"], (1 - KERAS_BN_MOMENTUM) * batch_mean, rtol=1e-4)
+    assert (KERAS_BN_MOMENTUM, KERAS_BN_EPSILON) == (0.99, 1e-3)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_output_is_float32_logits_of_input_size(name, dtype):
+    model = MODELS[name](base_filters=4, dtype=dtype)
+    x = jnp.ones((2, 64, 48, 1))
+    variables = model.init(jax.random.key(0), x, train=False)
+    logits = model.apply(variables, x, train=False)
+    assert logits.shape == (2, 64, 48, 1)
+    assert logits.dtype == jnp.float32
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables))
+    assert bool(jnp.all(jnp.isfinite(logits)))
+
+
+def test_out_channels():
+    model = UNet(base_filters=4, out_channels=3)
+    x = jnp.ones((1, 32, 32, 1))
+    assert model.apply(model.init(jax.random.key(0), x, train=False), x, train=False).shape == (
+        1, 32, 32, 3)
+
+
+@pytest.mark.parametrize("shape, message", [((1, 60, 64, 1), "multiples of 16"),
+                                            ((64, 64, 1), "rank 4"),
+                                            ((1, 64, 64, 3), "expected 1 input channel")])
+def test_bad_input_shapes_raise_clear_errors(shape, message):
+    with pytest.raises(ValueError, match=message):
+        MultiResUNet(base_filters=4, in_channels=1).init(jax.random.key(0), jnp.zeros(shape),
+                                                         train=False)
