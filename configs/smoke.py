@@ -12,6 +12,8 @@ from msunet.config import base_config
 def get_config():
     config = base_config()
     config.model.base_filters = 4
+    config.model.head_bias_init = -3.0  # as configs/default.py: short runs start at the prior
+    config.model.bn_momentum = 0.9
     config.data.image_size = 64
     config.data.num_train = 16
     config.data.num_val = 6

@@ -21,11 +21,13 @@ def base_config() -> ml_collections.ConfigDict:
     model.in_channels = 1  # grey mammograms
     model.out_channels = 1  # one sigmoid output: lesion vs background
     model.dtype = "float32"  # compute dtype; "bfloat16" keeps params and BN statistics float32
+    model.bn_momentum = 0.99  # Keras' BatchNorm momentum; ~0.9 for runs of a few hundred steps
     model.head_bias_init = 0.0  # initial logit offset; 0 = Keras, ~-3 starts at a 5 % lesion prior
 
     config.data = data = ml_collections.ConfigDict()
-    data.source = "synthetic"  # built-in synthetic mammograms (no download)
-    data.root = ""  # dataset folder for real sources
+    data.source = "synthetic"  # "synthetic" (built in, no download), "miniddsm", "cbis", "folder"
+    data.root = ""  # dataset folder for real sources (the images folder for "folder")
+    data.masks_dir = ""  # "folder" only: masks with the same file stems as the images
     data.image_size = 256  # square model resolution; a multiple of 16
     data.num_train = 512  # synthetic images per split
     data.num_val = 64
@@ -33,9 +35,19 @@ def base_config() -> ml_collections.ConfigDict:
     data.seed = 0  # which synthetic images are drawn
     data.clahe_clip_limit = 2.0  # CLAHE contrast limit; 0 disables CLAHE
     data.clahe_tile_grid = 8  # CLAHE tiles per side
+    data.crop_breast = True  # crop to the breast (drops film border, label blobs) before resizing
+    data.canonical_side = "left"  # mirror every breast to this side: "left", "right" or "" (never)
+    data.val_fraction = 0.15  # real sources: share of patients (cases) in validation
+    data.test_fraction = 0.15  # real sources: share of patients in the test split
+    data.split_seed = 0  # seed of the patient-level split (saved to <workdir>/splits.json)
+    data.on_bad_sample = "error"  # bad file: "error" stops naming it; "skip" warns and drops it
+    data.cache_dir = ""  # preprocessed-image cache; "" = <workdir>/cache (real sources only)
     data.num_threads = 2  # grain reader threads (2 fits a 2-core machine; 8-16 on a GPU host)
+    data.num_workers = 0  # grain worker processes; 0 = in-process (right for 2 cores)
     data.prefetch = 32  # grain prefetch buffer, in elements
 
+    data.patch_size = 0  # >0: train on random patches of this size from image_size images
+    data.patch_foreground_fraction = 0.5  # share of patches centred on a lesion pixel
     data.augment = augment = ml_collections.ConfigDict()  # training split only
     augment.hflip_prob = 0.5
     augment.vflip_prob = 0.5
@@ -54,8 +66,9 @@ def base_config() -> ml_collections.ConfigDict:
     optim.eps = 1e-7
 
     config.train = train = ml_collections.ConfigDict()
-    train.batch_size = 8
+    train.batch_size = 8  # global batch, split evenly over all devices of all hosts
     train.eval_batch_size = 8
+    train.distributed = False  # multi-host: call jax.distributed.initialize() first
     train.num_steps = 20_000
     train.log_every = 50  # steps between train-metric logs and progress lines
     train.eval_every = 500  # steps between validation passes (early stopping counts these)
@@ -63,10 +76,18 @@ def base_config() -> ml_collections.ConfigDict:
     train.max_to_keep = 2  # latest checkpoints kept on disk
     train.best_metric = "iou"  # validation metric choosing the "best" checkpoint ("loss": lower)
     train.seed = 0  # initialisation and data-order seed
+    train.skip_nonfinite = False  # False: stop at a NaN/Inf loss or gradient; True: skip the step
     train.early_stopping = ml_collections.ConfigDict()
     train.early_stopping.patience = 10  # validation passes without improvement before stopping
     train.early_stopping.min_delta = 1e-4  # smallest drop in validation loss that counts
 
-    config.eval = ml_collections.ConfigDict()
-    config.eval.threshold = 0.5  # probability above which a pixel is lesion
+    config.eval = ev = ml_collections.ConfigDict()  # msunet.evaluate and msunet.predict
+    ev.threshold = 0.5  # probability at or above which a pixel is lesion
+    ev.pick_threshold = False  # evaluate: choose the threshold on the val split (never on test)
+    ev.threshold_candidates = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 ... 0.95
+    ev.tta_hflip = False  # also predict the mirrored image and average the two probabilities
+    ev.sliding_window = False  # predict: False = whole image resized to data.image_size; True =
+    # the image prepared at window_input_size and tiled with data.image_size windows
+    ev.window_input_size = 512  # sliding window: side of the prepared image that is tiled
+    ev.window_overlap = 0.5  # sliding window: overlap of neighbouring windows, in [0, 1)
     return config

@@ -11,12 +11,17 @@ predicted lesion on background, FN = missed lesion, TN = background called backg
   as Keras `MeanIoU(num_classes=2)` computes it; the paper's "IoU" follows this convention.
 
 During training these are *pooled*: counts summed over every pixel of the split, then divided.
+Evaluation (numpy, below the training metrics) adds per-image scores, sensitivity, specificity,
+precision, the 95th-percentile Hausdorff distance and an explicit policy for lesion-free images.
 """
 
 # No `from __future__ import annotations`: clu reads the Collection annotations as classes.
 
+import cv2
 import flax.struct
 import jax.numpy as jnp
+import numpy as np
+import scipy.ndimage
 from clu import metrics as clu_metrics
 
 
@@ -119,3 +124,135 @@ class SegmentationMetrics(clu_metrics.Collection):
     iou: ForegroundIoU
     dice: Dice
     mean_iou_2class: MeanIoU2
+
+
+# --- Evaluation metrics (numpy, per image and over a split) -------------------------------------
+#
+# Evaluation scores every image on its own and pools the counts over the split:
+# - per-image foreground IoU and Dice: computed for each image *with* a lesion, then averaged
+#   (an image whose lesion is missed entirely scores 0). Lesion-free images are excluded, since
+#   their fg IoU is 0/0; they are reported separately as the share of lesion-free images with
+#   any predicted lesion pixel ("false-positive image rate").
+# - pooled: TP/FP/FN/TN summed over every pixel of the split, then divided, for fg IoU, Dice,
+#   pixel accuracy, 2-class mean IoU, sensitivity, specificity and precision.
+# - 95th-percentile Hausdorff distance: per image where both masks have lesion pixels (else
+#   undefined and left out), then averaged.
+# Undefined ratios (0/0) are NaN and left out of means.
+
+EVAL_RATIOS = ("accuracy", "fg_iou", "dice", "mean_iou_2class", "sensitivity", "specificity",
+               "precision")
+
+
+def pixel_counts(predicted: np.ndarray, truth: np.ndarray) -> dict[str, int]:
+    """TP, FP, FN and TN pixel counts of two boolean masks of the same shape."""
+    if predicted.shape != truth.shape:
+        raise ValueError(f"predicted mask {predicted.shape} and truth {truth.shape} differ")
+    predicted, truth = predicted.astype(bool), truth.astype(bool)
+    return {"tp": int(np.count_nonzero(predicted & truth)),
+            "fp": int(np.count_nonzero(predicted & ~truth)),
+            "fn": int(np.count_nonzero(~predicted & truth)),
+            "tn": int(np.count_nonzero(~predicted & ~truth))}
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator > 0 else float("nan")
+
+
+def ratios(counts: dict[str, int]) -> dict[str, float]:
+    """The evaluation ratios of TP/FP/FN/TN counts (NaN where a denominator is 0).
+
+    - accuracy = (TP + TN) / (TP + FP + FN + TN)
+    - fg_iou = TP / (TP + FP + FN); dice = 2 TP / (2 TP + FP + FN)
+    - mean_iou_2class: mean of lesion IoU TP / (TP + FP + FN) and background IoU
+      TN / (TN + FP + FN) over the classes whose denominator is non-zero, exactly as Keras
+      `MeanIoU(num_classes=2)` does (on a lesion-free image predicted lesion-free it is the
+      background IoU alone, 1.0)
+    - sensitivity (recall) = TP / (TP + FN); specificity = TN / (TN + FP);
+      precision = TP / (TP + FP)
+    """
+    tp, fp, fn, tn = (counts[key] for key in ("tp", "fp", "fn", "tn"))
+    class_ious = [_ratio(tp, tp + fp + fn), _ratio(tn, tn + fp + fn)]
+    valid = [iou for iou in class_ious if not np.isnan(iou)]
+    return {
+        "accuracy": _ratio(tp + tn, tp + fp + fn + tn),
+        "fg_iou": class_ious[0],
+        "dice": _ratio(2 * tp, 2 * tp + fp + fn),
+        "mean_iou_2class": float(np.mean(valid)) if valid else float("nan"),
+        "sensitivity": _ratio(tp, tp + fn),
+        "specificity": _ratio(tn, tn + fp),
+        "precision": _ratio(tp, tp + fp),
+    }
+
+
+def _surface(mask: np.ndarray) -> np.ndarray:
+    """The mask's boundary pixels: lesion pixels with a background 4-neighbour (or the edge)."""
+    padded = np.pad(mask.astype(np.uint8), 1)
+    inner = cv2.erode(padded, cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3)))
+    return (padded & (1 - inner)).astype(bool)[1:-1, 1:-1]
+
+
+def hausdorff95(predicted: np.ndarray, truth: np.ndarray,
+                spacing: tuple[float, float] = (1.0, 1.0)) -> float:
+    """95th-percentile symmetric Hausdorff distance between the boundaries of two masks.
+
+    For every boundary pixel of each mask, the Euclidean distance to the nearest boundary pixel
+    of the other; the result is the 95th percentile of both sets of distances together (MedPy's
+    `hd95`), so a few stray pixels do not dominate it as they do the plain maximum. `spacing` is
+    the (row, column) pixel size: 1 gives pixels, mm per pixel gives mm. NaN when either mask is
+    empty (the distance is undefined).
+    """
+    predicted, truth = predicted.astype(bool), truth.astype(bool)
+    if not predicted.any() or not truth.any():
+        return float("nan")
+    surfaces = _surface(predicted), _surface(truth)
+    distances = [scipy.ndimage.distance_transform_edt(~other, sampling=spacing)[mine]
+                 for mine, other in (surfaces, surfaces[::-1])]
+    return float(np.percentile(np.concatenate(distances), 95))
+
+
+def image_scores(predicted: np.ndarray, truth: np.ndarray,
+                 spacing_mm: tuple[float, float] | None = None) -> dict[str, float]:
+    """One image's counts, `ratios`, lesion pixel counts and HD95 in pixels (and mm)."""
+    counts = pixel_counts(predicted, truth)
+    hd95_px = hausdorff95(predicted, truth)
+    hd95_mm = (hausdorff95(predicted, truth, spacing_mm) if spacing_mm is not None
+               else float("nan"))
+    return {**counts, "lesion_pixels": counts["tp"] + counts["fn"],
+            "predicted_pixels": counts["tp"] + counts["fp"], **ratios(counts),
+            "hd95_px": hd95_px, "hd95_mm": hd95_mm}
+
+
+def _nanmean(values: list[float]) -> float:
+    finite = [value for value in values if not np.isnan(value)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def summarize(scores: list[dict[str, float]]) -> dict[str, float]:
+    """Split-level metrics from `image_scores` rows, under the empty-mask policy above.
+
+    Returns `pooled_*` (counts summed over the split, then `ratios`), `per_image_fg_iou` and
+    `per_image_dice` (means over images with a lesion), `hd95_px`/`hd95_mm` (means over images
+    where both masks are non-empty), and the image counts: `images`, `lesion_images`,
+    `lesion_free_images`, `lesion_free_with_prediction` (share of lesion-free images with any
+    predicted lesion pixel) and `lesion_images_missed` (share of lesion images with no TP).
+    """
+    if not scores:
+        raise ValueError("no images to summarize")
+    totals = {key: sum(row[key] for row in scores) for key in ("tp", "fp", "fn", "tn")}
+    lesion = [row for row in scores if row["lesion_pixels"] > 0]
+    lesion_free = [row for row in scores if row["lesion_pixels"] == 0]
+    return {
+        **{f"pooled_{key}": value for key, value in ratios(totals).items()},
+        **totals,
+        "per_image_fg_iou": _nanmean([row["fg_iou"] for row in lesion]),
+        "per_image_dice": _nanmean([row["dice"] for row in lesion]),
+        "hd95_px": _nanmean([row["hd95_px"] for row in scores]),
+        "hd95_mm": _nanmean([row["hd95_mm"] for row in scores]),
+        "hd95_images": sum(not np.isnan(row["hd95_px"]) for row in scores),
+        "images": len(scores),
+        "lesion_images": len(lesion),
+        "lesion_free_images": len(lesion_free),
+        "lesion_free_with_prediction": _ratio(
+            sum(row["predicted_pixels"] > 0 for row in lesion_free), len(lesion_free)),
+        "lesion_images_missed": _ratio(sum(row["tp"] == 0 for row in lesion), len(lesion)),
+    }

@@ -7,10 +7,13 @@ validation loss. The test split is never read here.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import pathlib
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -25,10 +28,12 @@ from flax.training import early_stopping, train_state
 from ml_collections import config_flags
 
 from msunet import data as data_lib
+from msunet import parallel
 from msunet.checkpointing import Checkpointer
 from msunet.losses import per_example_bce
 from msunet.metrics import SegmentationMetrics
 from msunet.models import MODELS
+from msunet.plot import plot_training_curves
 from msunet.writers import MetricWriter, Progress
 
 CONFIG_FILE = "config.json"
@@ -50,7 +55,8 @@ def create_model(model_config: ml_collections.ConfigDict) -> nn.Module:
                          f"{sorted(MODELS)}")
     kwargs = dict(base_filters=model_config.base_filters, out_channels=model_config.out_channels,
                   in_channels=model_config.in_channels, dtype=jnp.dtype(model_config.dtype),
-                  head_bias_init=model_config.head_bias_init)
+                  head_bias_init=model_config.head_bias_init,
+                  bn_momentum=model_config.bn_momentum)
     if model_config.name == "multiresunet":
         kwargs["alpha"] = model_config.alpha
     return MODELS[model_config.name](**kwargs)
@@ -74,8 +80,12 @@ def to_inputs(batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array],
-               threshold: float) -> tuple[TrainState, SegmentationMetrics]:
-    """One Adam step on the mean binary cross-entropy; BatchNorm statistics are updated."""
+               threshold: float) -> tuple[TrainState, SegmentationMetrics, jax.Array]:
+    """One Adam step on the mean binary cross-entropy; BatchNorm statistics are updated.
+
+    Returns the new state, the batch's metrics, and whether loss and gradients were finite.
+    A non-finite step leaves the state as it was, so one bad batch cannot poison the params.
+    """
     images, labels = to_inputs(batch)
 
     def loss_fn(params: Any) -> tuple[jax.Array, tuple[jax.Array, jax.Array, Any]]:
@@ -86,10 +96,13 @@ def train_step(state: TrainState, batch: dict[str, jax.Array],
         return losses.mean(), (logits, losses, updates)
 
     grads, (logits, losses, updates) = jax.grad(loss_fn, has_aux=True)(state.params)
-    state = state.apply_gradients(grads=grads, batch_stats=updates["batch_stats"])
+    finite = jnp.isfinite(losses).all() & jnp.all(jnp.array(
+        [jnp.isfinite(g).all() for g in jax.tree.leaves(grads)]))
+    updated = state.apply_gradients(grads=grads, batch_stats=updates["batch_stats"])
+    state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated, state)
     metrics = SegmentationMetrics.single_from_model_output(
         loss=losses, logits=logits, labels=labels, threshold=threshold)
-    return state, metrics
+    return state, metrics, finite
 
 
 def eval_step(state: TrainState, batch: dict[str, jax.Array],
@@ -114,11 +127,13 @@ def pad_batch(batch: dict[str, np.ndarray], batch_size: int) -> dict[str, np.nda
 
 
 def evaluate_metrics(eval_fn: Callable[..., SegmentationMetrics], state: TrainState,
-                     batches: Iterable[dict[str, np.ndarray]], batch_size: int) -> dict[str, float]:
-    """Pooled metrics of one pass over `batches`."""
+                     batches: Iterable[dict[str, np.ndarray]], batch_size: int,
+                     mesh: jax.sharding.Mesh | None = None) -> dict[str, float]:
+    """Pooled metrics of one pass over `batches` (each padded to `batch_size` rows)."""
+    mesh = mesh or parallel.make_mesh()
     total = None
     for batch in batches:
-        update = eval_fn(state, pad_batch(batch, batch_size))
+        update = eval_fn(state, parallel.shard_batch(pad_batch(batch, batch_size), mesh))
         total = update if total is None else total.merge(update)
     if total is None:
         raise ValueError("the evaluation split is empty")
@@ -137,6 +152,10 @@ def check_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> No
     if size <= 0 or size % 16:
         raise ValueError(f"data.image_size must be a positive multiple of 16 (four 2x2 "
                          f"poolings), got {size}")
+    patch = config.data.patch_size
+    if patch and (patch % 16 or patch > size):
+        raise ValueError(f"data.patch_size must be a multiple of 16 no larger than "
+                         f"data.image_size={size}, got {patch}")
     for field in ("train.batch_size", "train.eval_batch_size", "train.num_steps",
                   "train.log_every", "train.eval_every", "train.checkpoint_every"):
         if _get_field(config, field) < 1:
@@ -166,14 +185,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     (workdir / CONFIG_FILE).write_text(config.to_json_best_effort(indent=2))
     tcfg = config.train
 
-    train_source = data_lib.build_source(config.data, "train")
-    val_source = data_lib.build_source(config.data, "val")
-    train_iter = iter(data_lib.train_dataset(config.data, train_source, tcfg.batch_size,
-                                             tcfg.seed))
+    mesh = parallel.make_mesh()
+    train_rows = parallel.per_process_batch_size(tcfg.batch_size, mesh, "train.batch_size")
+    eval_rows = parallel.per_process_batch_size(tcfg.eval_batch_size, mesh,
+                                                "train.eval_batch_size")
+    train_source = data_lib.build_source(config.data, "train", workdir)
+    val_source = data_lib.build_source(config.data, "val", workdir)
+    train_iter = iter(data_lib.train_dataset(config.data, train_source, train_rows, tcfg.seed,
+                                             jax.process_index(), jax.process_count()))
 
-    state = create_train_state(config, jax.random.key(tcfg.seed))
+    state = parallel.replicate(create_train_state(config, jax.random.key(tcfg.seed)), mesh)
     checkpointer = Checkpointer(workdir, max_to_keep=tcfg.max_to_keep)
     writer = MetricWriter(workdir)
+    restored = None
     stopper = early_stopping.EarlyStopping(min_delta=tcfg.early_stopping.min_delta,
                                            patience=tcfg.early_stopping.patience)
     higher_is_better = tcfg.best_metric != "loss"
@@ -196,51 +220,109 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         meta = {"early_stopping": {"best_metric": stopper.best_metric,
                                    "patience_count": stopper.patience_count,
                                    "should_stop": stopper.should_stop},
-                "best": best}
+                "best": best, "skipped_steps": skipped}
         checkpointer.save(step, state, train_iter, meta)
 
+    def check_finite() -> None:
+        """Act on steps whose loss or gradients were not finite (checked lazily, in order)."""
+        for bad_step, finite in unchecked:
+            if bool(finite):
+                continue
+            if not tcfg.skip_nonfinite:
+                good = checkpointer.latest_step()
+                kept = (f"the latest checkpoint (step {good}) is the last good one" if good
+                        else "no checkpoint was written")
+                raise FloatingPointError(
+                    f"non-finite loss or gradient at step {bad_step}; the run stopped and {kept}."
+                    " Lower optim.learning_rate, check the data, or set "
+                    "--config.train.skip_nonfinite=True to skip such steps")
+            skipped.append(bad_step)
+            print(f"warning: skipped step {bad_step}: non-finite loss or gradient", flush=True)
+        unchecked.clear()
+
+    skipped: list[int] = list(restored.meta.get("skipped_steps", [])) if restored else []
+    unchecked: list[tuple[int, jax.Array]] = []
     progress = Progress(first_step, tcfg.num_steps)
     train_metrics = None
     step = first_step
     print(f"training {config.model.name} on {len(train_source)} {config.data.source} images "
           f"({config.data.image_size}px, batch {tcfg.batch_size}) for {tcfg.num_steps} steps",
           flush=True)
-    while step < tcfg.num_steps and not stopper.should_stop:
-        batch = next(train_iter)
-        state, update = train_fn(state, batch)
-        train_metrics = update if train_metrics is None else train_metrics.merge(update)
-        step += 1
-        last = step == tcfg.num_steps
-        if step % tcfg.log_every == 0 or last:
-            scalars = {f"train_{k}": v for k, v in train_metrics.compute().items()}
-            line, rate = progress.line(step, float(scalars["train_loss"]))
-            writer.write_scalars(step, {**scalars, "epoch": step / steps_per_epoch,
-                                        "steps_per_second": rate})
-            print(line, flush=True)
-            train_metrics = None
-        if step % tcfg.eval_every == 0 or last:
-            val = evaluate_metrics(eval_fn, state, data_lib.eval_dataset(
-                config.data, val_source, tcfg.eval_batch_size), tcfg.eval_batch_size)
-            writer.write_scalars(step, {f"val_{k}": v for k, v in val.items()}
-                                 | {"epoch": step / steps_per_epoch})
-            stopper = stopper.update(val["loss"])
-            value = val[tcfg.best_metric]
-            if best["value"] is None or (value > best["value"] if higher_is_better
-                                         else value < best["value"]):
-                best = {"step": step, "value": value, "metrics": val}
-                checkpointer.save_best(step, state)
-            print(f"  validation at step {step}: " + ", ".join(
-                f"{k} {v:.4f}" for k, v in val.items()) + f" (best {tcfg.best_metric} "
-                f"{best['value']:.4f} at step {best['step']})", flush=True)
-            if stopper.should_stop:
-                print(f"early stopping at step {step}: validation loss has not improved by "
-                      f"{stopper.min_delta} for {stopper.patience_count} validation passes",
-                      flush=True)
-        if step % tcfg.checkpoint_every == 0 or last or stopper.should_stop:
-            save_latest(step)
-    checkpointer.close()
-    writer.close()
-    return {"step": step, "stopped_early": bool(stopper.should_stop), "best": best}
+    with StopRequest() as stop_request, contextlib.closing(checkpointer), \
+            contextlib.closing(writer):
+        while step < tcfg.num_steps and not stopper.should_stop and not stop_request.signal:
+            batch = parallel.shard_batch(next(train_iter), mesh)
+            state, update, finite = train_fn(state, batch)
+            train_metrics = update if train_metrics is None else train_metrics.merge(update)
+            step += 1
+            unchecked.append((step, finite))
+            last = step == tcfg.num_steps
+            if step % tcfg.log_every == 0 or last:
+                check_finite()
+                scalars = {f"train_{k}": v for k, v in train_metrics.compute().items()}
+                line, rate = progress.line(step, float(scalars["train_loss"]))
+                writer.write_scalars(step, {**scalars, "epoch": step / steps_per_epoch,
+                                            "steps_per_second": rate})
+                print(line, flush=True)
+                train_metrics = None
+            if step % tcfg.eval_every == 0 or last:
+                check_finite()
+                val = evaluate_metrics(eval_fn, state, data_lib.eval_dataset(
+                    config.data, val_source, eval_rows), eval_rows, mesh)
+                writer.write_scalars(step, {f"val_{k}": v for k, v in val.items()}
+                                     | {"epoch": step / steps_per_epoch})
+                stopper = stopper.update(val["loss"])
+                value = val[tcfg.best_metric]
+                if best["value"] is None or (value > best["value"] if higher_is_better
+                                             else value < best["value"]):
+                    best = {"step": step, "value": value, "metrics": val}
+                    checkpointer.save_best(step, state)
+                print(f"  validation at step {step}: " + ", ".join(
+                    f"{k} {v:.4f}" for k, v in val.items()) + f" (best {tcfg.best_metric} "
+                    f"{best['value']:.4f} at step {best['step']})", flush=True)
+                if stopper.should_stop:
+                    print(f"early stopping at step {step}: validation loss has not improved "
+                          f"by {stopper.min_delta} for {stopper.patience_count} validation "
+                          "passes", flush=True)
+            if (step % tcfg.checkpoint_every == 0 or last or stopper.should_stop
+                    or stop_request.signal):
+                check_finite()
+                save_latest(step)
+    if stop_request.signal:
+        print(f"stopped by {signal.Signals(stop_request.signal).name} at step {step}; saved a "
+              "checkpoint. Re-run the same command to resume.", flush=True)
+    print(f"training curves: {plot_training_curves(workdir)}", flush=True)
+    return {"step": step, "stopped_early": bool(stopper.should_stop), "best": best,
+            "skipped_steps": skipped, "signal": stop_request.signal}
+
+
+class StopRequest:
+    """Turns SIGINT/SIGTERM into a flag the training loop checks after each step.
+
+    The loop then saves a checkpoint and returns; a second SIGINT interrupts at once.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signum
+        print(f"\n{signal.Signals(signum).name} received: finishing this step and saving a "
+              "checkpoint", flush=True)
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 FLAGS = flags.FLAGS
@@ -255,9 +337,12 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
     try:
-        train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    except (ValueError, FileNotFoundError) as error:
+        parallel.initialize(FLAGS.config.train.distributed)
+        summary = train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    except (ValueError, FileNotFoundError, FloatingPointError) as error:
         sys.exit(f"error: {error}")
+    if summary["signal"]:
+        sys.exit(128 + summary["signal"])
 
 
 if __name__ == "__main__":

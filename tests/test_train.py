@@ -20,11 +20,14 @@ def one_batch(smoke_config):
 
 
 def test_train_step_overfits_one_batch(smoke_config, one_batch):
-    state = train.create_train_state(smoke_config, jax.random.key(0))
+    config = smoke_config.copy_and_resolve_references()
+    config.optim.learning_rate = 1e-2
+    state = train.create_train_state(config, jax.random.key(0))
     step = jax.jit(functools.partial(train.train_step, threshold=0.5))
     losses = []
     for _ in range(12):
-        state, metrics = step(state, one_batch)
+        state, metrics, finite = step(state, one_batch)
+        assert bool(finite)
         losses.append(float(metrics.compute()["loss"]))
     assert losses[-1] < 0.7 * losses[0]
     assert int(state.step) == 12
@@ -33,14 +36,14 @@ def test_train_step_overfits_one_batch(smoke_config, one_batch):
 def test_train_step_updates_batch_norm_statistics(smoke_config, one_batch):
     state = train.create_train_state(smoke_config, jax.random.key(0))
     before = jax.tree.map(np.asarray, state.batch_stats)
-    new_state, _ = train.train_step(state, one_batch, threshold=0.5)
-    changed = jax.tree.map(lambda a, b: not np.allclose(a, b), before, new_state.batch_stats)
+    new_state, _, _ = train.train_step(state, one_batch, threshold=0.5)
+    changed = jax.tree.map(lambda a, b: not np.array_equal(a, b), before, new_state.batch_stats)
     assert all(jax.tree.leaves(changed))
 
 
 def test_checkpoint_save_restore_gives_identical_state(smoke_config, one_batch, tmp_path):
     state = train.create_train_state(smoke_config, jax.random.key(0))
-    state, _ = train.train_step(state, one_batch, threshold=0.5)
+    state, _, _ = train.train_step(state, one_batch, threshold=0.5)
     source = SyntheticMammograms(8, 64)
     iterator = iter(train_dataset(smoke_config.data, source, batch_size=4, seed=0))
     next(iterator)
@@ -122,3 +125,18 @@ def test_workdir_of_another_shape_is_refused(smoke_config, tmp_path):
     other.data.image_size = 96
     with pytest.raises(ValueError, match="data.image_size: 64 in the workdir, 96 now"):
         train.check_config(other, tmp_path)
+
+
+def test_bfloat16_compute_trains_with_float32_params_and_loss(smoke_config, one_batch):
+    config = smoke_config.copy_and_resolve_references()
+    config.model.dtype = "bfloat16"
+    state = train.create_train_state(config, jax.random.key(0))
+    step = jax.jit(functools.partial(train.train_step, threshold=0.5))
+    losses = []
+    for _ in range(8):
+        state, metrics, finite = step(state, one_batch)
+        losses.append(metrics.compute()["loss"])
+    assert all(leaf.dtype == np.float32 for leaf in jax.tree.leaves(state.params))
+    assert all(leaf.dtype == np.float32 for leaf in jax.tree.leaves(state.batch_stats))
+    assert losses[0].dtype == np.float32 and bool(finite)
+    assert float(losses[-1]) < float(losses[0])

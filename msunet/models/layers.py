@@ -20,11 +20,12 @@ Dtype = Any
 
 
 def batch_norm(train: bool, *, use_scale: bool = True, dtype: Dtype = jnp.float32,
-               bias_init: float = 0.0, name: str | None = None) -> nn.BatchNorm:
+               bias_init: float = 0.0, momentum: float = KERAS_BN_MOMENTUM,
+               name: str | None = None) -> nn.BatchNorm:
     """A BatchNorm with Keras' momentum/epsilon; statistics stay float32 under bf16 compute."""
     return nn.BatchNorm(
         use_running_average=not train,
-        momentum=KERAS_BN_MOMENTUM,
+        momentum=momentum,
         epsilon=KERAS_BN_EPSILON,
         use_scale=use_scale,
         bias_init=nn.initializers.constant(bias_init),
@@ -42,6 +43,7 @@ class ConvBN(nn.Module):
     activation: Callable[[jnp.ndarray], jnp.ndarray] | None = nn.relu
     bn_scale: bool = False
     bn_bias_init: float = 0.0
+    bn_momentum: float = KERAS_BN_MOMENTUM
     dtype: Dtype = jnp.float32
 
     @nn.compact
@@ -56,7 +58,7 @@ class ConvBN(nn.Module):
             param_dtype=jnp.float32,
         )(x)
         x = batch_norm(train, use_scale=self.bn_scale, bias_init=self.bn_bias_init,
-                       dtype=self.dtype)(x)
+                       momentum=self.bn_momentum, dtype=self.dtype)(x)
         if self.activation is not None:
             x = self.activation(x)
         return x

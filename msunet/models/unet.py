@@ -7,10 +7,19 @@ same conventions as the MultiResUNet port so the two differ only in their blocks
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax.numpy as jnp
 
-from msunet.models.layers import ConvBN, Dtype, check_input, max_pool_2x2, upsample
+from msunet.models.layers import (
+    KERAS_BN_MOMENTUM,
+    ConvBN,
+    Dtype,
+    check_input,
+    max_pool_2x2,
+    upsample,
+)
 
 
 class DoubleConv(nn.Module):
@@ -18,18 +27,20 @@ class DoubleConv(nn.Module):
 
     filters: int
     dtype: Dtype = jnp.float32
+    bn_momentum: float = KERAS_BN_MOMENTUM
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
-        x = ConvBN(self.filters, 3, bn_scale=True, dtype=self.dtype)(x, train=train)
-        return ConvBN(self.filters, 3, bn_scale=True, dtype=self.dtype)(x, train=train)
+        conv_bn = functools.partial(ConvBN, self.filters, 3, bn_scale=True, dtype=self.dtype,
+                                    bn_momentum=self.bn_momentum)
+        return conv_bn()(conv_bn()(x, train=train), train=train)
 
 
 class UNet(nn.Module):
     """U-Net for binary segmentation; NHWC in, (N, H, W, out_channels) logits out.
 
     Attributes as MultiResUNet's: base_filters, out_channels, dtype, in_channels,
-    head_bias_init.
+    head_bias_init, bn_momentum.
     """
 
     base_filters: int = 32
@@ -37,6 +48,7 @@ class UNet(nn.Module):
     dtype: Dtype = jnp.float32
     in_channels: int | None = None
     head_bias_init: float = 0.0
+    bn_momentum: float = KERAS_BN_MOMENTUM
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
@@ -45,13 +57,13 @@ class UNet(nn.Module):
         filters = [self.base_filters * 2**i for i in range(5)]
         skips = []
         for f in filters[:4]:
-            x = DoubleConv(f, dtype=self.dtype)(x, train=train)
+            x = DoubleConv(f, dtype=self.dtype, bn_momentum=self.bn_momentum)(x, train=train)
             skips.append(x)
             x = max_pool_2x2(x)
-        x = DoubleConv(filters[4], dtype=self.dtype)(x, train=train)
+        x = DoubleConv(filters[4], dtype=self.dtype, bn_momentum=self.bn_momentum)(x, train=train)
         for f, skip in zip(reversed(filters[:4]), reversed(skips), strict=True):
             x = jnp.concatenate([upsample(f, self.dtype)(x), skip], axis=-1)
-            x = DoubleConv(f, dtype=self.dtype)(x, train=train)
+            x = DoubleConv(f, dtype=self.dtype, bn_momentum=self.bn_momentum)(x, train=train)
         logits = ConvBN(self.out_channels, 1, activation=None, bn_bias_init=self.head_bias_init,
-                        dtype=self.dtype)(x, train=train)
+                        dtype=self.dtype, bn_momentum=self.bn_momentum)(x, train=train)
         return logits.astype(jnp.float32)

@@ -1,0 +1,1 @@
+"""Benchmarks of msunet against the Keras reference (needs the bench extra)."""

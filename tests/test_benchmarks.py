@@ -1,0 +1,48 @@
+"""The benchmark suite: its metric code, and the quick suite end to end (needs the bench extra)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_module
+
+pytest.importorskip("tensorflow", reason="the benchmarks need the bench extra: "
+                    "pip install -e '.[bench]'")
+
+from benchmarks import iou  # noqa: E402
+
+
+def test_scores_pool_pixels_over_batches():
+    masks = [np.array([[1, 1, 0, 0]]), np.array([[0, 0, 0, 1]])]
+    probabilities = [np.array([[0.9, 0.2, 0.7, 0.1]]), np.array([[0.1, 0.1, 0.4, 0.5]])]
+    # tp = 2 (pixels 0 and 7), fp = 1 (pixel 2), fn = 1 (pixel 1), tn = 4
+    result = iou.scores(probabilities, masks)
+    assert result["iou"] == pytest.approx(2 / 4)
+    assert result["dice"] == pytest.approx(4 / 6)
+    assert result["accuracy"] == pytest.approx(6 / 8)
+    assert result["mean_iou_2class"] == pytest.approx((2 / 4 + 4 / 6) / 2)
+
+
+def test_quick_suite_writes_results(tmp_path):
+    process = run_module("benchmarks.run", "--suite", "quick", "--output-dir", str(tmp_path),
+                         timeout=1500)
+    assert process.returncode == 0, process.stderr[-3000:]
+    results = json.loads((tmp_path / "quick.json").read_text())
+    summary = results["throughput"]["summary"]
+    assert set(summary) == {"jax", "keras-tf"}
+    for framework in summary.values():
+        assert framework["train_images_per_s"]["median"] > 0
+        assert framework["infer_images_per_s"]["min"] <= framework["infer_images_per_s"]["max"]
+    assert results["train_ratio_vs_keras_tf"] == pytest.approx(
+        summary["jax"]["train_images_per_s"]["median"]
+        / summary["keras-tf"]["train_images_per_s"]["median"])
+    for framework, runs in results["iou"]["runs"]["multiresunet"].items():
+        assert [run["seed"] for run in runs] == [0, 1], framework
+        for run in runs:
+            assert all(0 <= point["iou"] <= 1 for point in run["curve"])
+    jax_runs = results["iou"]["runs"]["multiresunet"]["jax"]
+    assert all(run["same_init_as_keras"] for run in jax_runs)
+    assert "train ratio" in (tmp_path / "quick.md").read_text()
+    for name in results["plots"]:
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
