@@ -52,7 +52,8 @@ def test_layer_conventions_match_keras():
     assert conv_leaves == {"kernel"}, "conv2d_bn convolutions have no bias"
     assert transpose_leaves == {"kernel", "bias"}, "Conv2DTranspose keeps its bias"
     conv_bn_norms = {path[-1] for path in flat
-                     if path[-3].startswith("ConvBN_") and path[-2].startswith("BatchNorm_")}
+                     if len(path) >= 3 and path[-3].startswith("ConvBN_")
+                     and path[-2].startswith("BatchNorm_")}
     assert conv_bn_norms == {"bias"}, "BatchNorm(scale=False) inside conv2d_bn"
     head = variables["params"]["ConvBN_0"]
     assert head["Conv_0"]["kernel"].shape == (1, 1, 51, 1)

@@ -52,9 +52,14 @@ def read_image(path: pathlib.Path) -> np.ndarray:
     if not path.is_file():
         raise BadSampleError(path, "file not found")
     data = np.fromfile(path, np.uint8)
+    if not data.size:
+        raise BadSampleError(path, "empty file")
     if path.suffix.lower() in (".jpg", ".jpeg") and data[-2:].tobytes() != b"\xff\xd9":
         raise BadSampleError(path, "truncated JPEG (no end-of-image marker)")
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as error:  # corrupt headers can trip OpenCV's internal assertions
+        raise BadSampleError(path, f"unreadable image ({error.err})") from error
     if image is None or image.size == 0:
         raise BadSampleError(path, "unreadable or truncated image")
     if image.ndim == 3:
