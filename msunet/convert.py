@@ -35,6 +35,7 @@ import numpy as np
 from absl import flags, logging
 from ml_collections import config_flags
 
+from msunet.cli import parse_flags
 from msunet.config import base_config
 from msunet.models.multiresunet import MultiResUNet, multires_widths
 
@@ -388,13 +389,7 @@ def _parse(argv: list[str]) -> flags.FlagValues:
         "model.alpha as the Keras model was built); default: msunet.config.base_config().",
         flag_values=values)
     flags.mark_flags_as_required(["keras", "output"], flag_values=values)
-    try:
-        extra = values(argv)
-    except flags.Error as error:
-        sys.exit(f"error: {error}\n\n{values.main_module_help()}")
-    if len(extra) > 1:
-        sys.exit(f"error: unexpected arguments {extra[1:]}")
-    return values
+    return parse_flags(values, argv)
 
 
 def main(argv: list[str]) -> None:

@@ -26,6 +26,7 @@ import numpy as np
 from absl import flags, logging
 
 from msunet import data as data_lib
+from msunet.cli import parse_flags
 from msunet.data.pipeline import SPLITS
 from msunet.losses import per_example_bce
 from msunet.metrics import image_scores, summarize
@@ -243,13 +244,7 @@ def _parse(argv: list[str]) -> flags.FlagValues:
     flags.DEFINE_string("output", None, "Folder for the reports (default: "
                         "<workdir>/eval/<split>_<checkpoint>).", flag_values=values)
     flags.mark_flags_as_required(["workdir"], flag_values=values)
-    try:
-        extra = values(argv)
-    except flags.Error as error:
-        sys.exit(f"error: {error}\n\n{values.main_module_help()}")
-    if len(extra) > 1:
-        sys.exit(f"error: unexpected arguments {extra[1:]}")
-    return values
+    return parse_flags(values, argv)
 
 
 def main(argv: list[str]) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 from absl import flags, logging
 
 from msunet.checkpointing import Checkpointer
+from msunet.cli import parse_flags
 from msunet.config import base_config
 from msunet.data.cbis import read_dicom
 from msunet.data.files import IMAGE_SUFFIXES, BadSampleError, read_image
@@ -286,13 +287,7 @@ def _parse(argv: list[str]) -> flags.FlagValues:
     flags.DEFINE_boolean("sliding_window", None, "Override eval.sliding_window.",
                          flag_values=values)
     flags.mark_flags_as_required(["workdir", "input", "output"], flag_values=values)
-    try:
-        extra = values(argv)
-    except flags.Error as error:
-        sys.exit(f"error: {error}\n\n{values.main_module_help()}")
-    if len(extra) > 1:
-        sys.exit(f"error: unexpected arguments {extra[1:]}")
-    return values
+    return parse_flags(values, argv)
 
 
 def main(argv: list[str]) -> None:
