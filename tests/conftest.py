@@ -6,6 +6,9 @@ import subprocess
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+# The real Mini-DDSM subset beside the checkout (CI always has it), or $MSUNET_SAMPLES.
+SAMPLES = pathlib.Path(os.environ.get("MSUNET_SAMPLES",
+                                      REPO.parent / "shared" / "data" / "mammo_samples"))
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(REPO / ".jax_cache"))
 

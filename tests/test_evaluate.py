@@ -2,7 +2,6 @@
 
 import csv
 import json
-import os
 import pathlib
 import re
 
@@ -30,10 +29,7 @@ from msunet.predict import (
 )
 from msunet.predict import main as predict_main
 from msunet.train import CONFIG_FILE, create_train_state, train_and_evaluate
-from tests.conftest import REPO, run_module
-
-SAMPLES = pathlib.Path(os.environ.get("MSUNET_SAMPLES",
-                                      REPO.parent / "shared" / "data" / "mammo_samples"))
+from tests.conftest import SAMPLES, run_module
 
 
 @pytest.fixture(scope="module")

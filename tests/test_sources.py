@@ -6,7 +6,6 @@ that need it are skipped, saying so, when it is not there.
 
 import json
 import logging
-import os
 import pathlib
 import shutil
 
@@ -31,10 +30,8 @@ from msunet.data import (
 from msunet.data.files import binarize, read_image
 from msunet.data.preprocess import breast_box, prepare_image, restore_geometry
 from msunet.data.splits import SPLITS_FILE, load_or_create_splits, split_cases
-from tests.conftest import REPO, run_module
+from tests.conftest import SAMPLES, run_module
 
-SAMPLES = pathlib.Path(os.environ.get("MSUNET_SAMPLES",
-                                      REPO.parent / "shared" / "data" / "mammo_samples"))
 needs_samples = pytest.mark.skipif(
     not (SAMPLES / "DataWMask.xlsx").is_file(),
     reason=f"the Mini-DDSM sample is not at {SAMPLES} (set MSUNET_SAMPLES to its folder)")
