@@ -13,6 +13,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from msunet.models.conv import conv_general_dilated
+
 KERAS_BN_MOMENTUM = 0.99
 KERAS_BN_EPSILON = 1e-3
 
@@ -56,6 +58,7 @@ class ConvBN(nn.Module):
             kernel_init=nn.initializers.glorot_uniform(),
             dtype=self.dtype,
             param_dtype=jnp.float32,
+            conv_general_dilated=conv_general_dilated,
         )(x)
         x = batch_norm(train, use_scale=self.bn_scale, bias_init=self.bn_bias_init,
                        momentum=self.bn_momentum, dtype=self.dtype)(x)
@@ -64,19 +67,35 @@ class ConvBN(nn.Module):
         return x
 
 
-def upsample(features: int, dtype: Dtype, name: str | None = None) -> nn.ConvTranspose:
-    """Keras Conv2DTranspose(features, 2x2, strides 2, padding same) with bias, no BN."""
-    return nn.ConvTranspose(
-        features,
-        (2, 2),
-        strides=(2, 2),
-        padding="SAME",
-        use_bias=True,
-        kernel_init=nn.initializers.glorot_uniform(),
-        dtype=dtype,
-        param_dtype=jnp.float32,
-        name=name,
-    )
+class Upsample2x(nn.Module):
+    """Keras Conv2DTranspose(features, 2x2, strides 2, padding same) with bias, no BN.
+
+    Same parameters ("kernel" (2, 2, in, features), "bias") and outputs as flax's
+    `nn.ConvTranspose(features, (2, 2), strides=(2, 2), padding="SAME")`, computed as one
+    matmul and a pixel shuffle: with the stride equal to the kernel, each output pixel comes
+    from exactly one input pixel. XLA:CPU runs the transposed convolution's gradients as dilated
+    convolutions that took ~30 % of a MultiResUNet train step; the matmul form takes ~1 %.
+    """
+
+    features: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        kernel = self.param("kernel", nn.initializers.glorot_uniform(),
+                            (2, 2, x.shape[-1], self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        images, height, width, _ = x.shape
+        # flax's ConvTranspose puts kernel tap (a, b) at output offset (1 - a, 1 - b).
+        taps = jnp.flip(kernel, (0, 1))
+        y = jnp.einsum("nhwc,abck->nhawbk", x, taps)
+        return y.reshape(images, 2 * height, 2 * width, self.features) + bias
+
+
+def upsample(features: int, dtype: Dtype, name: str | None = None) -> Upsample2x:
+    """The decoder's 2x upsampling; `name` keeps flax's "ConvTranspose_i" parameter paths."""
+    return Upsample2x(features, dtype=dtype, name=name)
 
 
 def max_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:

@@ -108,8 +108,9 @@ class MultiResUNet(nn.Module):
                                  bn_momentum=self.bn_momentum)(x, train=train))
             x = max_pool_2x2(x)
         x = block(filters[4])(x, train=train)
-        for f, skip in zip(reversed(filters[:4]), reversed(skips), strict=True):
-            x = jnp.concatenate([upsample(f, self.dtype)(x), skip], axis=-1)
+        for up, (f, skip) in enumerate(zip(reversed(filters[:4]), reversed(skips), strict=True)):
+            upsampled = upsample(f, self.dtype, name=f"ConvTranspose_{up}")(x)
+            x = jnp.concatenate([upsampled, skip], axis=-1)
             x = block(f)(x, train=train)
         logits = ConvBN(self.out_channels, 1, activation=None, bn_bias_init=self.head_bias_init,
                         dtype=self.dtype, bn_momentum=self.bn_momentum)(x, train=train)
