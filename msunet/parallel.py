@@ -24,8 +24,13 @@ def initialize(distributed: bool) -> None:
 
 
 def make_mesh() -> Mesh:
-    """A 1-D mesh over all devices of all processes."""
-    return jax.make_mesh((jax.device_count(),), (DATA_AXIS,))
+    """A 1-D mesh over all devices of all processes, partitioned by XLA (GSPMD, "Auto" axes).
+
+    With jax's default explicit axes every reshape that merges the batch dimension would need
+    its output sharding spelled out; the model's layers are written sharding-agnostic.
+    """
+    return jax.make_mesh((jax.device_count(),), (DATA_AXIS,),
+                         axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def per_process_batch_size(global_batch_size: int, mesh: Mesh, name: str) -> int:

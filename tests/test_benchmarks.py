@@ -38,7 +38,7 @@ def test_quick_suite_writes_results(tmp_path):
         summary["jax"]["train_images_per_s"]["median"]
         / summary["keras-tf"]["train_images_per_s"]["median"])
     for framework, runs in results["iou"]["runs"]["multiresunet"].items():
-        assert [run["seed"] for run in runs] == [0, 1], framework
+        assert [run["seed"] for run in runs] == [0], framework
         for run in runs:
             assert all(0 <= point["iou"] <= 1 for point in run["curve"])
     jax_runs = results["iou"]["runs"]["multiresunet"]["jax"]

@@ -7,6 +7,8 @@ TensorFlow avoids the first by forming im2col patches a few rows at a time and c
 with the output gradient; `kernel_gradient` does the same inside the jitted graph, a `fori_loop`
 over blocks of rows. The forward pass and input gradient stay XLA's convolutions (1x1 ones become
 matmuls over channels), so outputs equal `nn.Conv`'s and gradients agree to float32 rounding.
+The blocked gradient is staged for CPU only (`lax.platform_dependent`): on GPU/TPU the backward
+pass is XLA's own.
 
 Pass `conv_general_dilated=conv_general_dilated` to `flax.linen.Conv`; shapes this module does not
 specialise (strides, dilation, groups, other layouts or paddings) go to `lax` unchanged.
@@ -38,40 +40,35 @@ def _im2col_rows(padded: jax.Array, row: jax.Array | int, rows: int, width: int,
                                                      size * size * channels)
 
 
-def _rows_per_block(height: int, width: int) -> int:
+def _rows_per_block(height: int, row_pixels: int) -> int:
     """The largest divisor of `height` with at most ~_BLOCK_PIXELS pixels per block (>= 1 row)."""
-    target = max(1, _BLOCK_PIXELS // width)
+    target = max(1, _BLOCK_PIXELS // row_pixels)
     return max(rows for rows in range(1, height + 1) if height % rows == 0 and rows <= target)
 
 
 def kernel_gradient(inputs: jax.Array, output_grad: jax.Array, size: int) -> jax.Array:
-    """d loss / d kernel (size, size, in, out) of a stride-1 SAME conv, by blocked im2col."""
+    """d loss / d kernel (size, size, in, out) of a stride-1 SAME conv, by blocked im2col.
+
+    Blocks are rows across the whole batch, never a slice of the batch, so a batch sharded over
+    devices stays sharded (each device sums its own images; XLA adds the all-reduce).
+    """
     images, height, width, in_features = inputs.shape
     out_features = output_grad.shape[-1]
-    dtype = jnp.promote_types(inputs.dtype, output_grad.dtype)
-    contract_pixels = (((0,), (0,)), ((), ()))
     pad = size // 2
     padded = jnp.pad(inputs, ((0, 0), (pad, pad), (pad, pad), (0, 0))) if pad else inputs
-    patch_bytes = inputs.size * size * size * jnp.dtype(dtype).itemsize
-    if patch_bytes <= _WHOLE_BATCH_BYTES:
-        patches = _im2col_rows(padded, 0, height, width, size)
-        grad = lax.dot_general(patches, output_grad.reshape(-1, out_features), contract_pixels,
-                               preferred_element_type=jnp.float32)
-        return grad.reshape(size, size, in_features, out_features)
+    patch_bytes = inputs.size * size * size * jnp.dtype(inputs.dtype).itemsize
+    rows = (height if patch_bytes <= _WHOLE_BATCH_BYTES
+            else _rows_per_block(height, images * width))
 
-    rows = _rows_per_block(height, width)
-    blocks_per_image = height // rows
+    def add_block(block: jax.Array, total: jax.Array) -> jax.Array:
+        row = block * rows
+        patches = _im2col_rows(padded, row, rows, width, size)
+        grad_rows = lax.dynamic_slice_in_dim(output_grad, row, rows, axis=1)
+        return total + lax.dot_general(patches, grad_rows.reshape(-1, out_features),
+                                       (((0,), (0,)), ((), ())),
+                                       preferred_element_type=jnp.float32)
 
-    def add_block(index: jax.Array, total: jax.Array) -> jax.Array:
-        image, row = index // blocks_per_image, (index % blocks_per_image) * rows
-        one_image = lax.dynamic_slice_in_dim(padded, image, 1, axis=0)
-        patches = _im2col_rows(one_image, row, rows, width, size)
-        grad_block = lax.dynamic_slice(output_grad, (image, row, 0, 0),
-                                       (1, rows, width, out_features))
-        return total + lax.dot_general(patches, grad_block.reshape(-1, out_features),
-                                       contract_pixels, preferred_element_type=jnp.float32)
-
-    total = lax.fori_loop(0, images * blocks_per_image, add_block,
+    total = lax.fori_loop(0, height // rows, add_block,
                           jnp.zeros((size * size * in_features, out_features), jnp.float32))
     return total.reshape(size, size, in_features, out_features)
 
@@ -92,13 +89,27 @@ def _same_conv_forward(inputs: jax.Array, kernel: jax.Array) -> tuple[jax.Array,
     return _same_conv(inputs, kernel), (inputs, kernel)
 
 
-def _same_conv_backward(residuals: Any, output_grad: jax.Array) -> tuple[jax.Array, jax.Array]:
-    inputs, kernel = residuals
+def _xla_gradients(inputs: jax.Array, kernel: jax.Array,
+                   output_grad: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """XLA's own convolution gradients: the right choice on GPU/TPU (cuDNN and friends)."""
+    _, vjp = jax.vjp(_forward, inputs, kernel)
+    return vjp(output_grad)
+
+
+def _cpu_gradients(inputs: jax.Array, kernel: jax.Array,
+                   output_grad: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Input gradient as a forward conv, kernel gradient by blocked im2col."""
     # The input gradient of an odd square SAME conv is a SAME conv with the kernel flipped in
-    # space and its in/out features swapped: a forward convolution XLA runs at full speed.
+    # space and its in/out features swapped: a forward convolution XLA:CPU runs at full speed.
     input_grad = _forward(output_grad, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2))
     kernel_grad = kernel_gradient(inputs, output_grad, kernel.shape[0])
     return input_grad.astype(inputs.dtype), kernel_grad.astype(kernel.dtype)
+
+
+def _same_conv_backward(residuals: Any, output_grad: jax.Array) -> tuple[jax.Array, jax.Array]:
+    inputs, kernel = residuals
+    return lax.platform_dependent(inputs, kernel, output_grad, cpu=_cpu_gradients,
+                                  default=_xla_gradients)
 
 
 _same_conv.defvjp(_same_conv_forward, _same_conv_backward)
