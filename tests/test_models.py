@@ -1,5 +1,7 @@
 """The Flax models against the Keras reference's architecture card."""
 
+import functools
+
 import flax
 import jax
 import jax.numpy as jnp
@@ -9,6 +11,11 @@ import pytest
 from msunet import MultiResUNet, UNet
 from msunet.models import MODELS, multires_widths
 from msunet.models.layers import KERAS_BN_EPSILON, KERAS_BN_MOMENTUM
+
+
+def init(model, x):
+    """Variables of `model` for input `x`, initialised under jit (eager init compiles per op)."""
+    return jax.jit(functools.partial(model.init, train=False))(jax.random.key(0), x)
 
 
 def count(module, channels, size=64):
@@ -63,8 +70,9 @@ def test_layer_conventions_match_keras():
 def test_batch_norm_uses_keras_momentum_and_epsilon():
     model = MultiResUNet(base_filters=4)
     x = jax.random.normal(jax.random.key(1), (2, 32, 32, 1)) * 3 + 5
-    variables = model.init(jax.random.key(0), x, train=False)
-    _, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    variables = init(model, x)
+    _, updates = jax.jit(functools.partial(model.apply, train=True, mutable=["batch_stats"]))(
+        variables, x)
     first_bn = updates["batch_stats"]["MultiResBlock_0"]["ConvBN_0"]["BatchNorm_0"]
     conv = variables["params"]["MultiResBlock_0"]["ConvBN_0"]["Conv_0"]["kernel"]
     batch_mean = jnp.mean(jnp.einsum("nhwc,co->nhwo", x, conv[0, 0]), axis=(0, 1, 2))
@@ -77,8 +85,8 @@ def test_batch_norm_uses_keras_momentum_and_epsilon():
 def test_output_is_float32_logits_of_input_size(name, dtype):
     model = MODELS[name](base_filters=4, dtype=dtype)
     x = jnp.ones((2, 64, 48, 1))
-    variables = model.init(jax.random.key(0), x, train=False)
-    logits = model.apply(variables, x, train=False)
+    variables = init(model, x)
+    logits = jax.jit(functools.partial(model.apply, train=False))(variables, x)
     assert logits.shape == (2, 64, 48, 1)
     assert logits.dtype == jnp.float32
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables))
@@ -88,7 +96,7 @@ def test_output_is_float32_logits_of_input_size(name, dtype):
 def test_out_channels():
     model = UNet(base_filters=4, out_channels=3)
     x = jnp.ones((1, 32, 32, 1))
-    assert model.apply(model.init(jax.random.key(0), x, train=False), x, train=False).shape == (
+    assert jax.jit(functools.partial(model.apply, train=False))(init(model, x), x).shape == (
         1, 32, 32, 3)
 
 

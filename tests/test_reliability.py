@@ -1,5 +1,6 @@
 """Exact resume after SIGKILL, clean stop on SIGTERM, and the non-finite guard."""
 
+import functools
 import signal
 import subprocess
 import sys
@@ -75,7 +76,7 @@ def test_non_finite_step_leaves_the_state_unchanged(smoke_config):
     state = train.create_train_state(smoke_config, jax.random.key(0))
     batch = {"image": jnp.full((2, 64, 64, 1), jnp.nan), "mask": jnp.zeros((2, 64, 64, 1))}
     before = [np.asarray(leaf) for leaf in jax.tree.leaves(state)]
-    new_state, _, finite = train.train_step(state, batch, threshold=0.5)
+    new_state, _, finite = jax.jit(functools.partial(train.train_step, threshold=0.5))(state, batch)
     assert not bool(finite)
     for a, b in zip(before, jax.tree.leaves(new_state), strict=True):
         np.testing.assert_array_equal(a, b)

@@ -36,14 +36,24 @@ def test_train_step_overfits_one_batch(smoke_config, one_batch):
 def test_train_step_updates_batch_norm_statistics(smoke_config, one_batch):
     state = train.create_train_state(smoke_config, jax.random.key(0))
     before = jax.tree.map(np.asarray, state.batch_stats)
-    new_state, _, _ = train.train_step(state, one_batch, threshold=0.5)
+    new_state, _, _ = jax.jit(functools.partial(train.train_step, threshold=0.5))(state, one_batch)
     changed = jax.tree.map(lambda a, b: not np.array_equal(a, b), before, new_state.batch_stats)
-    assert all(jax.tree.leaves(changed))
+    # Every variance moves. A mean may not: the head's input is a BatchNorm output, whose
+    # per-channel batch mean is zero up to rounding, and so is the head conv's.
+    assert all(stats["var"] for stats in _batch_norms(changed))
+    assert sum(stats["mean"] for stats in _batch_norms(changed)) >= len(_batch_norms(changed)) - 1
+
+
+def _batch_norms(tree):
+    """The {"mean", "var"} leaves of every BatchNorm in a batch_stats tree."""
+    if set(tree) == {"mean", "var"}:
+        return [tree]
+    return [stats for child in tree.values() for stats in _batch_norms(child)]
 
 
 def test_checkpoint_save_restore_gives_identical_state(smoke_config, one_batch, tmp_path):
     state = train.create_train_state(smoke_config, jax.random.key(0))
-    state, _, _ = train.train_step(state, one_batch, threshold=0.5)
+    state, _, _ = jax.jit(functools.partial(train.train_step, threshold=0.5))(state, one_batch)
     source = SyntheticMammograms(8, 64)
     iterator = iter(train_dataset(smoke_config.data, source, batch_size=4, seed=0))
     next(iterator)
