@@ -86,7 +86,7 @@ def _same_conv(inputs: jax.Array, kernel: jax.Array) -> jax.Array:
 
 
 def _same_conv_forward(inputs: jax.Array, kernel: jax.Array) -> tuple[jax.Array, Any]:
-    return _same_conv(inputs, kernel), (inputs, kernel)
+    return _forward(inputs, kernel), (inputs, kernel)
 
 
 def _xla_gradients(inputs: jax.Array, kernel: jax.Array,
