@@ -11,7 +11,9 @@ Frameworks: `jax` (msunet's jitted `train_step` with the state donated, as `msun
 it), `keras-tf` (the Keras reference on TensorFlow, `train_on_batch` as Keras compiles it: no
 XLA on CPU, Keras' default) and `keras-jax` (the same Keras model on Keras' JAX backend). All get
 the same random batch: float images in [0, 1] and binary masks, Adam with Keras' defaults, binary
-cross-entropy, float32 unless `--dtype bfloat16` (JAX only).
+cross-entropy, float32 unless `--dtype bfloat16` (JAX only). `--host-memory kept` (the default)
+applies `msunet.hostmem.keep_freed_memory` to whichever framework runs; TensorFlow's oneDNN
+switch is the environment variable TF_ENABLE_ONEDNN_OPTS, recorded with the result.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from msunet import hostmem
 
 FRAMEWORKS = ("jax", "keras-tf", "keras-jax")
 
@@ -190,12 +194,19 @@ def measure(framework: str, spec: Spec) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--framework", choices=FRAMEWORKS, required=True)
+    parser.add_argument("--host-memory", choices=("kept", "default"), default="kept",
+                        help="kept: glibc malloc keeps freed memory (msunet.hostmem, as msunet's "
+                        "command-line tools run); default: glibc's own behaviour")
     for field in dataclasses.fields(Spec):
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default),
                             default=field.default)
     args = vars(parser.parse_args())
-    framework = args.pop("framework")
-    print(json.dumps({"framework": framework, **measure(framework, Spec(**args))}), flush=True)
+    framework, host_memory = args.pop("framework"), args.pop("host_memory")
+    # Before JAX or TensorFlow start their threads and allocate anything.
+    kept = host_memory == "kept" and hostmem.keep_freed_memory()
+    result = measure(framework, Spec(**args))
+    print(json.dumps({"framework": framework, "host_memory": "kept" if kept else "default",
+                      **result}), flush=True)
 
 
 if __name__ == "__main__":

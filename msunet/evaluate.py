@@ -26,6 +26,7 @@ import numpy as np
 from absl import flags, logging
 
 from msunet import data as data_lib
+from msunet import hostmem
 from msunet.cli import parse_flags
 from msunet.data.pipeline import SPLITS
 from msunet.losses import per_example_bce
@@ -250,6 +251,7 @@ def _parse(argv: list[str]) -> flags.FlagValues:
 def main(argv: list[str]) -> None:
     """Evaluate and print the paper-shaped table; exits non-zero with `error: ...` on failure."""
     args = _parse(argv)
+    hostmem.keep_freed_memory_unless_disabled()
     flags.FLAGS.mark_as_parsed()  # grain reads absl flags; this CLI parses its own FlagValues
     logging.set_verbosity(logging.WARNING)
     try:

@@ -26,6 +26,7 @@ import ml_collections
 import numpy as np
 from absl import flags, logging
 
+from msunet import hostmem
 from msunet.checkpointing import Checkpointer
 from msunet.cli import parse_flags
 from msunet.config import base_config
@@ -293,6 +294,7 @@ def _parse(argv: list[str]) -> flags.FlagValues:
 def main(argv: list[str]) -> None:
     """Predict every input and write its mask and overlay; exits non-zero on a bad input."""
     args = _parse(argv)
+    hostmem.keep_freed_memory_unless_disabled()
     logging.set_verbosity(logging.WARNING)
     try:
         inputs = list_inputs(args.input)

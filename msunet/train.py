@@ -28,7 +28,7 @@ from flax.training import early_stopping, train_state
 from ml_collections import config_flags
 
 from msunet import data as data_lib
-from msunet import parallel
+from msunet import hostmem, parallel
 from msunet.checkpointing import Checkpointer
 from msunet.losses import per_example_bce
 from msunet.metrics import SegmentationMetrics
@@ -338,6 +338,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    hostmem.keep_freed_memory_unless_disabled()
     logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
     try:
         parallel.initialize(FLAGS.config.train.distributed)

@@ -11,6 +11,7 @@ pytest.importorskip("tensorflow", reason="the benchmarks need the bench extra: "
                     "pip install -e '.[bench]'")
 
 from benchmarks import iou  # noqa: E402
+from benchmarks import run as suite  # noqa: E402
 
 
 def test_scores_pool_pixels_over_batches():
@@ -24,6 +25,17 @@ def test_scores_pool_pixels_over_batches():
     assert result["mean_iou_2class"] == pytest.approx((2 / 4 + 4 / 6) / 2)
 
 
+def test_headline_ratio_is_against_the_fastest_keras_tf_variant():
+    def images_per_s(train, infer):
+        return {"train_images_per_s": {"median": train}, "infer_images_per_s": {"median": infer}}
+
+    summary = {"jax": images_per_s(0.4, 1.0), "keras-tf": images_per_s(0.3, 1.5),
+               "keras-tf-onednn": images_per_s(0.5, 1.2), "keras-jax": images_per_s(0.9, 3.0)}
+    assert suite.fastest_keras_tf(summary, "train") == "keras-tf-onednn"
+    assert suite.fastest_keras_tf(summary, "infer") == "keras-tf"
+    assert suite.fastest_keras_tf({"jax": summary["jax"]}, "train") is None
+
+
 def test_quick_suite_writes_results(tmp_path):
     process = run_module("benchmarks.run", "--suite", "quick", "--output-dir", str(tmp_path),
                          timeout=1500)
@@ -34,6 +46,11 @@ def test_quick_suite_writes_results(tmp_path):
     for framework in summary.values():
         assert framework["train_images_per_s"]["median"] > 0
         assert framework["infer_images_per_s"]["min"] <= framework["infer_images_per_s"]["max"]
+    assert results["fastest_keras_tf"] == {"train": "keras-tf", "infer": "keras-tf"}
+    runs = results["throughput"]["runs"]
+    assert [run["host_memory"] for run in runs["jax"]] == ["kept"]
+    assert [run["host_memory"] for run in runs["keras-tf"]] == ["default"]
+    assert [run["onednn"] for run in runs["keras-tf"]] == ["0"]
     assert results["train_ratio_vs_keras_tf"] == pytest.approx(
         summary["jax"]["train_images_per_s"]["median"]
         / summary["keras-tf"]["train_images_per_s"]["median"])
