@@ -4,13 +4,14 @@ glibc's malloc serves every block above its mmap threshold (at most 32 MiB) with
 and returns it to the kernel on `free`. XLA:CPU allocates a step's intermediates anew for each
 execution, so on the CPU every train step touched gigabytes of brand-new pages: a MultiResUNet
 step at 256x256, batch 8 took ~2.2 M page faults and ~8 s of kernel time on 2 cores (25 s per
-step; 20-21.5 s with the memory kept). TensorFlow's CPU allocator is malloc too and gains as
-much; the benchmark suite measures every framework under the same setting (README, Benchmarks).
+step; 20-23 s with the memory kept). TensorFlow's CPU allocator is malloc too and gains
+about as much (0.26 -> 0.34 images/s, oneDNN off); the benchmark suite runs Keras/TF with and
+without it (README, Benchmarks).
 
 `keep_freed_memory()` tells glibc to grow one heap instead of mapping large blocks and never to
 give freed memory back, so later steps reuse pages that are already mapped. The price: the
 process keeps its peak memory until it exits, and fragmentation can grow the heap once, early
-in training (a 256x256 batch-8 run peaked at 10-15 GB resident instead of ~9.5 GB).
+in training (256x256 batch-8 runs peaked at 9.3-15 GB resident instead of ~9.4 GB).
 The command-line tools call it at start unless MSUNET_KEEP_FREED_MEMORY=0; library users may
 call it themselves, before JAX runs anything.
 """
