@@ -251,10 +251,10 @@ def _parse(argv: list[str]) -> flags.FlagValues:
 def main(argv: list[str]) -> None:
     """Evaluate and print the paper-shaped table; exits non-zero with `error: ...` on failure."""
     args = _parse(argv)
-    hostmem.keep_freed_memory_unless_disabled()
     flags.FLAGS.mark_as_parsed()  # grain reads absl flags; this CLI parses its own FlagValues
     logging.set_verbosity(logging.WARNING)
     try:
+        hostmem.keep_freed_memory_unless_disabled()
         report = evaluate(args.workdir, args.split, args.checkpoint, args.pick_threshold,
                           args.output)
     except (ValueError, FileNotFoundError, ImportError, OSError) as error:

@@ -41,9 +41,18 @@ def keep_freed_memory() -> bool:
     return all(libc.mallopt(parameter, value) == 1 for parameter, value in settings)
 
 
+_SWITCH_VALUES = {"1": True, "true": True, "yes": True, "on": True,
+                  "0": False, "false": False, "no": False, "off": False}
+
+
 def keep_freed_memory_unless_disabled() -> bool:
     """What the command-line tools call first: `keep_freed_memory()` unless the environment
-    sets MSUNET_KEEP_FREED_MEMORY=0 (to trade the speed for a smaller resident size)."""
-    if os.environ.get(ENV_SWITCH, "1").strip() == "0":
-        return False
-    return keep_freed_memory()
+    sets MSUNET_KEEP_FREED_MEMORY=0 (to trade the speed for a smaller resident size).
+
+    Raises ValueError for a value that is neither on (1/true/yes/on) nor off (0/false/no/off).
+    """
+    value = os.environ.get(ENV_SWITCH, "1").strip().lower()
+    if value not in _SWITCH_VALUES:
+        raise ValueError(f"{ENV_SWITCH}={os.environ[ENV_SWITCH]!r}: expected 0/false/no/off to "
+                         "turn keeping freed memory off, or 1/true/yes/on")
+    return _SWITCH_VALUES[value] and keep_freed_memory()

@@ -294,9 +294,9 @@ def _parse(argv: list[str]) -> flags.FlagValues:
 def main(argv: list[str]) -> None:
     """Predict every input and write its mask and overlay; exits non-zero on a bad input."""
     args = _parse(argv)
-    hostmem.keep_freed_memory_unless_disabled()
     logging.set_verbosity(logging.WARNING)
     try:
+        hostmem.keep_freed_memory_unless_disabled()
         inputs = list_inputs(args.input)
         config = load_run_config(args.workdir)
         for name in ("tta_hflip", "sliding_window"):

@@ -338,9 +338,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    hostmem.keep_freed_memory_unless_disabled()
     logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
     try:
+        hostmem.keep_freed_memory_unless_disabled()
         parallel.initialize(FLAGS.config.train.distributed)
         summary = train_and_evaluate(FLAGS.config, FLAGS.workdir)
     except (ValueError, FileNotFoundError, FloatingPointError) as error:

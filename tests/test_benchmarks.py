@@ -36,6 +36,12 @@ def test_headline_ratio_is_against_the_fastest_keras_tf_variant():
     assert suite.fastest_keras_tf({"jax": summary["jax"]}, "train") is None
 
 
+def test_unknown_variant_is_refused_before_anything_runs(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown variants \['keras-tff'\]"):
+        suite.run_suite("quick", tmp_path / "out", ("jax", "keras-tff"))
+    assert not (tmp_path / "out").exists()
+
+
 def test_quick_suite_writes_results(tmp_path):
     process = run_module("benchmarks.run", "--suite", "quick", "--output-dir", str(tmp_path),
                          timeout=1500)

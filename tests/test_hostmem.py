@@ -53,3 +53,13 @@ def test_switch_off_leaves_malloc_alone():
     kept, faults = _second_round_faults("0")
     assert kept == "False"
     assert faults > 10_000  # glibc maps the block afresh and faults it in again
+
+
+def test_unreadable_switch_is_a_clear_error():
+    process = subprocess.run(
+        [sys.executable, "-m", "msunet.train", "--config", "configs/smoke.py", "--workdir",
+         "unused"], cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={"PATH": "", "JAX_PLATFORMS": "cpu", "MSUNET_KEEP_FREED_MEMORY": "maybe"})
+    assert process.returncode != 0
+    assert "error: MSUNET_KEEP_FREED_MEMORY='maybe': expected 0/false/no/off" in process.stderr
+    assert "Traceback" not in process.stderr
