@@ -1,13 +1,15 @@
-"""The benchmark suite: msunet (JAX) against the Keras reference, throughput and IoU.
+"""The benchmark suite: msunet (JAX) against the Keras reference, throughput and accuracy.
 
-    python -m benchmarks.run --suite quick   # tiny shapes, a few minutes on 2 CPU cores
-    python -m benchmarks.run --suite full    # 256x256 batch 8 throughput; IoU at 64x64
+    python -m benchmarks.run --suite quick      # every stage at tiny shapes (plumbing check)
+    python -m benchmarks.run --suite full       # 256x256 batch 8 throughput (~30 min here)
+    python -m benchmarks.run --suite accuracy   # both models, both frameworks, to convergence
 
-Every measurement runs in its own subprocess (`benchmarks.throughput`, `benchmarks.iou`), one
-variant at a time, variants alternating within each repeat. Writes to `--output-dir`
-(default benchmarks/results/): `<suite>.json` (headline: `train_ratio_vs_keras_tf`, msunet's
-median train images/s over the fastest Keras/TF variant's), `<suite>.md` (tables) and
-`<suite>_*.png` (plots).
+Every measurement runs in its own subprocess (`benchmarks.throughput`, `benchmarks.accuracy`),
+one at a time; with `wait_for_idle` (full, accuracy) each starts only once the CPU is idle, and
+what was seen is recorded beside it. Writes to `--output-dir` (default benchmarks/results/):
+`<suite>.json` (throughput headline: `train_ratio_vs_keras_tf`, msunet's median train images/s
+over the fastest Keras/TF variant's; accuracy: test scores per model and framework and
+`paired_difference`), `<suite>.md` (tables) and PNG plots.
 
 Throughput variants: `jax` is msunet as its command-line tools run it (freed host memory kept,
 `msunet.hostmem`); Keras/TF runs with TensorFlow's oneDNN switch off (`keras-tf`, its default on
@@ -28,10 +30,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from importlib import metadata
 from typing import Any
 
-from benchmarks import iou, throughput
+from benchmarks import accuracy, throughput
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -47,16 +50,18 @@ VARIANTS: dict[str, tuple[str, str, dict[str, str]]] = {
 }
 
 SUITES: dict[str, dict[str, Any]] = {
-    "quick": {
+    "quick": {  # a plumbing check of every stage, not a measurement
         "throughput": throughput.Spec(size=32, batch=2, base_filters=4, train_steps=2,
                                       infer_steps=2),
         "variants": ("jax", "keras-tf"),
-        "repeats": 1,  # a plumbing check of every stage, not a measurement
-        "compile_cache": True,  # a plumbing check: reuse compiled programs between runs
-        "iou": iou.Spec(size=32, base_filters=4, batch=4, steps=6, eval_every=3, num_train=16,
-                        num_val=8),
-        "iou_models": {"multiresunet": ("keras-tf", "jax")},
+        "repeats": 1,
+        "compile_cache": True,  # reuse compiled programs between runs
+        "accuracy": accuracy.Spec(size=32, base_filters=4, batch=4, max_steps=6, eval_every=3,
+                                  num_train=16, num_val=8, num_test=8),
+        "accuracy_models": ("multiresunet",),
         "seeds": (0,),
+        "keras_variant": "keras-tf",
+        "wait_for_idle": False,
     },
     "full": {
         # 3 timed steps: the median is robust to the one slow step in which a kept heap grows.
@@ -66,13 +71,21 @@ SUITES: dict[str, dict[str, Any]] = {
         "variants": ("jax", "keras-tf", "keras-tf-onednn", "keras-tf-kept"),
         "repeats": 2,
         "compile_cache": False,  # every process compiles, so compile times are honest
-        "iou": iou.Spec(size=64, base_filters=8, batch=8, steps=40, eval_every=10,
-                        num_train=256, num_val=64),
-        # Keras runs first: its MultiResUNet inits are imported by the JAX runs.
-        "iou_models": {"multiresunet": ("keras-tf", "jax"), "unet": ("jax",)},
+        "wait_for_idle": True,
+    },
+    "accuracy": {
+        # Trained to convergence (early stopping on validation loss); ~1 h on 2 cores.
+        "accuracy": accuracy.Spec(size=64, base_filters=8, batch=8, max_steps=1500,
+                                  eval_every=100, patience=5),
+        "accuracy_models": ("multiresunet", "unet"),
         "seeds": (0, 1, 2),
+        "keras_variant": "keras-tf-onednn",  # the fastest Keras/TF here: honest time-to-accuracy
+        "compile_cache": False,
+        "wait_for_idle": True,
     },
 }
+TEST_METRICS = ("fg_iou", "dice", "accuracy", "mean_iou_2class")
+PARITY_GOAL = 0.02  # |mean paired fg IoU difference| the accuracy suite aims under
 
 
 def _spec_args(spec: Any) -> list[str]:
@@ -95,7 +108,7 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 
 def run_throughput(spec: throughput.Spec, variants: tuple[str, ...], repeats: int,
-                   compile_cache: bool) -> dict[str, Any]:
+                   compile_cache: bool, idle: bool) -> dict[str, Any]:
     """`repeats` rounds, each measuring every variant once in a fresh process."""
     cache = {} if compile_cache else {"JAX_COMPILATION_CACHE_DIR": ""}
     runs: dict[str, list[dict[str, Any]]] = {variant: [] for variant in variants}
@@ -103,9 +116,10 @@ def run_throughput(spec: throughput.Spec, variants: tuple[str, ...], repeats: in
         for variant in variants:
             framework, host_memory, env = VARIANTS[variant]
             print(f"throughput: repeat {repeat + 1}/{repeats}, {variant}", flush=True)
-            runs[variant].append(_run_json(
+            before = wait_for_idle() if idle else {}
+            runs[variant].append({**_run_json(
                 "benchmarks.throughput", ["--framework", framework, "--host-memory", host_memory,
-                                          *_spec_args(spec)], {**cache, **env}))
+                                          *_spec_args(spec)], {**cache, **env}), **before})
     summary = {}
     for variant, results in runs.items():
         summary[variant] = {
@@ -120,26 +134,92 @@ def run_throughput(spec: throughput.Spec, variants: tuple[str, ...], repeats: in
             "jax_compile_cache": compile_cache, "summary": summary, "runs": runs}
 
 
-def run_iou(spec: iou.Spec, models: dict[str, tuple[str, ...]], seeds: tuple[int, ...],
-            init_dir: pathlib.Path) -> dict[str, Any]:
-    """Each model trained by its frameworks, in order, from each seed."""
-    runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for model, frameworks in models.items():
-        model_spec = dataclasses.replace(spec, model=model)
-        runs[model] = {}
-        for framework in frameworks:
-            print(f"iou: {model}, {framework}, seeds {list(seeds)}", flush=True)
-            result = _run_json("benchmarks.iou", [
-                "--framework", framework, "--seeds", ",".join(map(str, seeds)),
-                "--init-dir", str(init_dir), *_spec_args(model_spec)])
-            runs[model][framework] = result["runs"]
-    summary = {model: {framework: {
-        metric: {"mean": statistics.mean(r["final"][metric] for r in results),
-                 "std": statistics.pstdev(r["final"][metric] for r in results)}
-        for metric in ("iou", "dice", "accuracy", "mean_iou_2class")}
-        for framework, results in by_framework.items()} for model, by_framework in runs.items()}
-    return {"spec": dataclasses.asdict(spec), "seeds": list(seeds), "summary": summary,
-            "runs": runs}
+def cpu_busy_fraction(seconds: float = 1.0) -> float:
+    """Share of all cores' time spent busy over the next `seconds` (Linux /proc/stat)."""
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in pathlib.Path("/proc/stat").read_text().split()[1:9]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, total
+
+    idle0, total0 = sample()
+    time.sleep(seconds)
+    idle1, total1 = sample()
+    return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def wait_for_idle(max_busy: float = 0.1, timeout_s: float = 600.0) -> dict[str, Any]:
+    """Wait until nothing else uses the CPU (busy share < `max_busy`); return what was seen.
+
+    The 1-minute load average lags a finished process by minutes, so the check samples the
+    cores' busy time directly; the load average is recorded beside it.
+    """
+    waited = 0.0
+    busy = cpu_busy_fraction()
+    while busy >= max_busy and waited < timeout_s:
+        time.sleep(4.0)
+        waited += 5.0
+        busy = cpu_busy_fraction()
+    if busy >= max_busy:
+        print(f"warning: the CPU is still {busy:.0%} busy after {timeout_s:.0f} s; timing anyway",
+              flush=True)
+    return {"cpu_busy_before": busy, "waited_s": waited,
+            "load_average_before": os.getloadavg()}
+
+
+def paired_difference(differences: list[float]) -> dict[str, Any]:
+    """Mean of per-seed differences and its 95 % t-interval (None with fewer than 2 seeds)."""
+    import scipy.stats
+
+    mean = statistics.mean(differences)
+    if len(differences) < 2:
+        return {"mean": mean, "ci95": None, "per_seed": differences}
+    half = (scipy.stats.t.ppf(0.975, len(differences) - 1) * statistics.stdev(differences)
+            / len(differences) ** 0.5)
+    return {"mean": mean, "ci95": [mean - half, mean + half], "per_seed": differences}
+
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.mean(values), "std": statistics.pstdev(values)}
+
+
+def run_accuracy(spec: accuracy.Spec, models: tuple[str, ...], seeds: tuple[int, ...],
+                 keras_variant: str, compile_cache: bool, idle: bool) -> dict[str, Any]:
+    """Every (seed, model) trained by Keras then msunet, each run in a fresh process."""
+    cache = {} if compile_cache else {"JAX_COMPILATION_CACHE_DIR": ""}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        model: {"keras-tf": [], "jax": []} for model in models}
+    with tempfile.TemporaryDirectory() as init_dir:
+        for seed in seeds:
+            for model in models:
+                # Keras first: its MultiResUNet initial weights are imported by the JAX run.
+                for framework, variant in (("keras-tf", keras_variant), ("jax", "jax")):
+                    print(f"accuracy: seed {seed}, {model}, {variant}", flush=True)
+                    before = wait_for_idle() if idle else {}
+                    result = _run_json("benchmarks.accuracy", [
+                        "--framework", framework, "--seed", str(seed), "--init-dir", init_dir,
+                        *_spec_args(dataclasses.replace(spec, model=model))],
+                        {**cache, **VARIANTS[variant][2]})
+                    runs[model][framework].append({**result, "variant": variant, **before})
+    summary: dict[str, Any] = {}
+    for model, by_framework in runs.items():
+        summary[model] = {framework: {
+            **{metric: _mean_std([r["test"][metric] for r in results])
+               for metric in TEST_METRICS},
+            "time_to_95_s": _mean_std([r["time_to_95"]["wall_s"] for r in results]),
+            "best_step": _mean_std([r["best"]["step"] for r in results]),
+            "steps": _mean_std([r["steps"] for r in results]),
+            "wall_s": _mean_std([r["wall_s"] for r in results])}
+            for framework, results in by_framework.items()}
+        difference = {metric: paired_difference([
+            j["test"][metric] - k["test"][metric]
+            for j, k in zip(by_framework["jax"], by_framework["keras-tf"], strict=True)])
+            for metric in TEST_METRICS}
+        fg = difference["fg_iou"]
+        summary[model]["paired_difference"] = difference
+        summary[model]["parity_goal_met"] = bool(
+            abs(fg["mean"]) <= PARITY_GOAL and fg["ci95"] is not None
+            and fg["ci95"][0] <= 0 <= fg["ci95"][1])
+    return {"spec": dataclasses.asdict(spec), "seeds": list(seeds),
+            "keras_variant": keras_variant, "summary": summary, "runs": runs}
 
 
 def machine() -> dict[str, Any]:
@@ -178,13 +258,10 @@ def fastest_keras_tf(summary: dict[str, Any], phase: str) -> str | None:
     return max(measured, key=lambda v: summary[v][key]["median"], default=None)
 
 
-def markdown(results: dict[str, Any]) -> str:
-    """The tables the README shows."""
-    tp, spec, info = results["throughput"], results["throughput"]["spec"], results["machine"]
+def throughput_markdown(results: dict[str, Any]) -> list[str]:
+    """The throughput table and the headline ratio."""
+    tp, spec = results["throughput"], results["throughput"]["spec"]
     lines = [
-        f"Suite `{results['suite']}` on {info['cpu']} ({info['cores']} cores), "
-        f"{info['date']}; versions {info['versions']}.",
-        "",
         f"Throughput: {spec['model']} {spec['size']}x{spec['size']}, batch {spec['batch']}, "
         f"base width {spec['base_filters']}, {spec['dtype']}; median (min-max) of "
         f"{tp['repeats']} repeats, each a fresh process.",
@@ -192,10 +269,11 @@ def markdown(results: dict[str, Any]) -> str:
         "| variant | train images/s | inference images/s | train compile s | peak memory MB |",
         "|---|---|---|---|---|",
     ]
+
+    def cell(stat: dict[str, float], digits: int = 2) -> str:
+        return f"{stat['median']:.{digits}f} ({stat['min']:.{digits}f}-{stat['max']:.{digits}f})"
+
     for variant, s in tp["summary"].items():
-        def cell(stat: dict[str, float], digits: int = 2) -> str:
-            return (f"{stat['median']:.{digits}f} ({stat['min']:.{digits}f}-"
-                    f"{stat['max']:.{digits}f})")
         lines.append(f"| {variant} | {cell(s['train_images_per_s'])} | "
                      f"{cell(s['infer_images_per_s'])} | {cell(s['train_compile_s'], 1)} | "
                      f"{s['peak_memory_mb']['median']:.0f} |")
@@ -207,30 +285,66 @@ def markdown(results: dict[str, Any]) -> str:
                   f"{results['fastest_keras_tf']['infer']}. Against each variant (train): "
                   + ", ".join(f"{v} {r:.2f}x" for v, r in results["train_ratio_vs"].items())
                   + "."]
-    iou_spec = results["iou"]["spec"]
-    lines += [
+    return lines
+
+
+def accuracy_markdown(results: dict[str, Any]) -> list[str]:
+    """The test-split table, the paired differences and the time to accuracy."""
+    acc, spec = results["accuracy"], results["accuracy"]["spec"]
+    lines = [
+        f"Accuracy: synthetic mammograms {spec['size']}x{spec['size']} ({spec['num_train']} "
+        f"train / {spec['num_val']} validation / {spec['num_test']} test images), base width "
+        f"{spec['base_filters']}, batch {spec['batch']}, Adam {spec['learning_rate']}, "
+        f"BCE; validation every {spec['eval_every']} steps, early stopping after "
+        f"{spec['patience']} validations without a val-loss gain of {spec['min_delta']} "
+        f"(at most {spec['max_steps']} steps), the lowest-val-loss weights scored on **test**; "
+        f"Keras/TF as `{acc['keras_variant']}`; mean ± std over seeds {acc['seeds']}.",
         "",
-        f"Validation IoU after {iou_spec['steps']} steps (synthetic data, "
-        f"{iou_spec['size']}x{iou_spec['size']}, base width {iou_spec['base_filters']}, batch "
-        f"{iou_spec['batch']}, Adam {iou_spec['learning_rate']}), mean ± std over seeds "
-        f"{results['iou']['seeds']}:",
-        "",
-        "| model | framework | fg IoU | Dice | pixel accuracy | 2-class mean IoU (paper) |",
-        "|---|---|---|---|---|---|",
+        "| model | framework | test fg IoU | Dice | pixel accuracy | 2-class mean IoU | "
+        "best step | steps run | time to 95 % (s) | wall (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for model, by_framework in results["iou"]["summary"].items():
-        for framework, m in by_framework.items():
-            lines.append(f"| {model} | {framework} | " + " | ".join(
-                f"{m[k]['mean']:.3f} ± {m[k]['std']:.3f}"
-                for k in ("iou", "dice", "accuracy", "mean_iou_2class")) + " |")
-    return "\n".join(lines) + "\n"
+    for model, by_framework in acc["summary"].items():
+        for framework in ("jax", "keras-tf"):
+            m = by_framework[framework]
+            name = "msunet" if framework == "jax" else "Keras/TF"
+            lines.append(f"| {model} | {name} | " + " | ".join(
+                f"{m[k]['mean']:.3f} ± {m[k]['std']:.3f}" for k in TEST_METRICS) + " | "
+                + " | ".join(f"{m[k]['mean']:.0f} ± {m[k]['std']:.0f}"
+                             for k in ("best_step", "steps", "time_to_95_s", "wall_s")) + " |")
+    lines += ["", "Paired difference msunet - Keras/TF on test (per seed, same data order; "
+              "MultiResUNet from the same initial weights), mean [95 % CI]:", "",
+              "| model | fg IoU | Dice | pixel accuracy | 2-class mean IoU | "
+              f"goal: abs(fg IoU) <= {PARITY_GOAL}, CI contains 0 |",
+              "|---|---|---|---|---|---|"]
+    for model, by_framework in acc["summary"].items():
+        cells = []
+        for metric in TEST_METRICS:
+            d = by_framework["paired_difference"][metric]
+            interval = (f" [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]" if d["ci95"]
+                        else " (one seed: no interval)")
+            cells.append(f"{d['mean']:+.3f}{interval}")
+        lines.append(f"| {model} | " + " | ".join(cells) + " | "
+                     + ("met" if by_framework["parity_goal_met"] else "not met") + " |")
+    return lines
 
 
-def plot(results: dict[str, Any], output_dir: pathlib.Path, suite: str) -> list[str]:
-    """Throughput bars and IoU learning curves as PNG files; returns their names."""
-    import matplotlib
+def markdown(results: dict[str, Any]) -> str:
+    """The tables the README shows."""
+    info = results["machine"]
+    lines = [f"Suite `{results['suite']}` on {info['cpu']} ({info['cores']} cores), "
+             f"{info['date']}, {results['wall_s'] / 60:.1f} min in all; load average at start "
+             f"{', '.join(f'{v:.2f}' for v in info['load_average_at_start'])}; versions "
+             f"{info['versions']}.", ""]
+    if "throughput" in results:
+        lines += throughput_markdown(results) + [""]
+    if "accuracy" in results:
+        lines += accuracy_markdown(results)
+    return "\n".join(lines).rstrip() + "\n"
 
-    matplotlib.use("Agg")
+
+def plot_throughput(results: dict[str, Any], path: pathlib.Path) -> None:
+    """Train and inference images/s per variant, with min-max error bars."""
     import matplotlib.pyplot as plt
 
     summary = results["throughput"]["summary"]
@@ -243,51 +357,82 @@ def plot(results: dict[str, Any], output_dir: pathlib.Path, suite: str) -> list[
         axis.bar(list(summary), medians, yerr=errors, capsize=4)
         axis.set_title(f"{phase} images/s")
     figure.tight_layout()
-    names = [f"{suite}_throughput.png"]
-    figure.savefig(output_dir / names[0], dpi=100)
+    figure.savefig(path, dpi=100)
     plt.close(figure)
 
-    runs = results["iou"]["runs"]
-    figure, axes = plt.subplots(1, len(runs), figsize=(4.5 * len(runs), 3.5), squeeze=False)
-    for axis, (model, by_framework) in zip(axes[0], runs.items(), strict=True):
-        for framework, seeds in by_framework.items():
-            for index, run in enumerate(seeds):
-                axis.plot([p["step"] for p in run["curve"]], [p["iou"] for p in run["curve"]],
-                          color="C0" if framework == "jax" else "C1", alpha=0.7,
-                          label=framework if index == 0 else None)
-        axis.set_title(f"{model}: validation fg IoU")
-        axis.set_xlabel("step")
-        axis.legend()
+
+def plot_accuracy(results: dict[str, Any], path: pathlib.Path) -> None:
+    """Validation fg IoU vs step for every run, and the test table as bars with error bars."""
+    import matplotlib.pyplot as plt
+
+    acc = results["accuracy"]
+    colours = {"jax": "C0", "keras-tf": "C1"}
+    names = {"jax": "msunet", "keras-tf": "Keras/TF"}
+    styles = dict(zip(acc["runs"], ("-", "--", ":", "-."), strict=False))
+    figure, (curves, bars) = plt.subplots(1, 2, figsize=(11, 4))
+    for model, by_framework in acc["runs"].items():
+        for framework, runs in by_framework.items():
+            for index, run in enumerate(runs):
+                curves.plot([p["step"] for p in run["curve"]],
+                            [p["val_fg_iou"] for p in run["curve"]], color=colours[framework],
+                            linestyle=styles[model], alpha=0.7,
+                            label=f"{model}, {names[framework]}" if index == 0 else None)
+    curves.set(title="validation fg IoU", xlabel="step", ylabel="fg IoU")
+    curves.legend(fontsize=8)
+    groups = [(model, framework) for model in acc["summary"] for framework in ("jax", "keras-tf")]
+    width = 0.8 / len(groups)
+    for index, (model, framework) in enumerate(groups):
+        stats = acc["summary"][model][framework]
+        positions = [i + (index - (len(groups) - 1) / 2) * width
+                     for i in range(len(TEST_METRICS))]
+        bars.bar(positions, [stats[m]["mean"] for m in TEST_METRICS], width,
+                 yerr=[stats[m]["std"] for m in TEST_METRICS], capsize=3,
+                 color=colours[framework], alpha=1.0 if styles[model] == "-" else 0.55,
+                 label=f"{model}, {names[framework]}")
+    bars.set_xticks(range(len(TEST_METRICS)), TEST_METRICS)
+    bars.set(title="test split, mean ± std over seeds", ylim=(0, 1.05))
+    bars.legend(fontsize=8, loc="lower left")
     figure.tight_layout()
-    names.append(f"{suite}_iou_curves.png")
-    figure.savefig(output_dir / names[1], dpi=100)
+    figure.savefig(path, dpi=100)
     plt.close(figure)
-    return names
 
 
 def run_suite(suite: str, output_dir: pathlib.Path,
               variants: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """Run a suite (optionally with other throughput variants); write JSON, markdown, plots."""
+    """Run a suite's stages (throughput, accuracy); write JSON, markdown and plots."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     config = dict(SUITES[suite], **({"variants": variants} if variants else {}))
-    unknown = set(config["variants"]) - set(VARIANTS)
+    unknown = set(config.get("variants", ())) - set(VARIANTS)
     if unknown:
         raise ValueError(f"unknown variants {sorted(unknown)}; expected some of {list(VARIANTS)}")
+    started = time.perf_counter()
     output_dir.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"suite": suite, "machine": machine()}
-    results["throughput"] = run_throughput(config["throughput"], config["variants"],
-                                           config["repeats"], config["compile_cache"])
-    summary = results["throughput"]["summary"]
-    fastest = {phase: fastest_keras_tf(summary, phase) for phase in ("train", "infer")}
-    results["fastest_keras_tf"] = fastest
-    results["train_ratio_vs_keras_tf"] = (_ratio(summary, "train", fastest["train"])
-                                          if fastest["train"] else None)
-    results["infer_ratio_vs_keras_tf"] = (_ratio(summary, "infer", fastest["infer"])
-                                          if fastest["infer"] else None)
-    results["train_ratio_vs"] = {v: _ratio(summary, "train", v) for v in summary if v != "jax"}
-    with tempfile.TemporaryDirectory() as init_dir:
-        results["iou"] = run_iou(config["iou"], config["iou_models"], config["seeds"],
-                                 pathlib.Path(init_dir))
-    results["plots"] = plot(results, output_dir, suite)
+    results: dict[str, Any] = {"suite": suite, "machine": machine(), "plots": []}
+    if "throughput" in config:
+        results["throughput"] = run_throughput(config["throughput"], config["variants"],
+                                               config["repeats"], config["compile_cache"],
+                                               config["wait_for_idle"])
+        summary = results["throughput"]["summary"]
+        fastest = {phase: fastest_keras_tf(summary, phase) for phase in ("train", "infer")}
+        results["fastest_keras_tf"] = fastest
+        results["train_ratio_vs_keras_tf"] = (_ratio(summary, "train", fastest["train"])
+                                              if fastest["train"] else None)
+        results["infer_ratio_vs_keras_tf"] = (_ratio(summary, "infer", fastest["infer"])
+                                              if fastest["infer"] else None)
+        results["train_ratio_vs"] = {v: _ratio(summary, "train", v)
+                                     for v in summary if v != "jax"}
+        plot_throughput(results, output_dir / f"{suite}_throughput.png")
+        results["plots"].append(f"{suite}_throughput.png")
+    if "accuracy" in config:
+        results["accuracy"] = run_accuracy(
+            config["accuracy"], config["accuracy_models"], config["seeds"],
+            config["keras_variant"], config["compile_cache"], config["wait_for_idle"])
+        name = f"{suite}.png" if "throughput" not in config else f"{suite}_accuracy.png"
+        plot_accuracy(results, output_dir / name)
+        results["plots"].append(name)
+    results["wall_s"] = time.perf_counter() - started
     (output_dir / f"{suite}.json").write_text(json.dumps(results, indent=2))
     (output_dir / f"{suite}.md").write_text(markdown(results))
     return results

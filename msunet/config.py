@@ -64,6 +64,7 @@ def base_config() -> ml_collections.ConfigDict:
     optim.b1 = 0.9
     optim.b2 = 0.999
     optim.eps = 1e-7
+    optim.keras_epsilon = True  # True: eps placed as Keras 3 does; False: as optax.adam (optim.py)
 
     config.train = train = ml_collections.ConfigDict()
     train.batch_size = 8  # global batch, split evenly over all devices of all hosts

@@ -22,7 +22,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from absl import app, flags, logging
 from flax.training import early_stopping, train_state
 from ml_collections import config_flags
@@ -33,6 +32,7 @@ from msunet.checkpointing import Checkpointer
 from msunet.losses import per_example_bce
 from msunet.metrics import SegmentationMetrics
 from msunet.models import MODELS
+from msunet.optim import create_optimizer
 from msunet.plot import plot_training_curves
 from msunet.writers import MetricWriter, Progress
 
@@ -63,7 +63,7 @@ def create_model(model_config: ml_collections.ConfigDict) -> nn.Module:
 
 
 def create_train_state(config: ml_collections.ConfigDict, rng: jax.Array) -> TrainState:
-    """Initialise the model's variables and an Adam optimiser with Keras' defaults."""
+    """Initialise the model's variables and the Adam optimiser of `config.optim`."""
     model = create_model(config.model)
     size = config.data.image_size
     dummy = jnp.zeros((1, size, size, config.model.in_channels), jnp.float32)
@@ -71,10 +71,9 @@ def create_train_state(config: ml_collections.ConfigDict, rng: jax.Array) -> Tra
     # RngBitGenerator ("rbg") key seeded from `rng` takes ~10 s and is as reproducible here.
     init_key = jax.random.wrap_key_data(jax.random.bits(rng, (4,), jnp.uint32), impl="rbg")
     variables = jax.jit(functools.partial(model.init, train=False))(init_key, dummy)
-    optim = config.optim
-    tx = optax.adam(optim.learning_rate, b1=optim.b1, b2=optim.b2, eps=optim.eps)
     return TrainState.create(apply_fn=model.apply, params=variables["params"],
-                             batch_stats=variables["batch_stats"], tx=tx)
+                             batch_stats=variables["batch_stats"],
+                             tx=create_optimizer(config.optim))
 
 
 def to_inputs(batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
