@@ -3,7 +3,7 @@
     python -m benchmarks.parity     # writes benchmarks/results/keras_parity.{json,md}
 
 MultiResUNet (Keras' own defaults: BatchNorm momentum 0.99, no head offset) starts from one set of
-Glorot weights (Keras draws them, `msunet.convert` imports them), reads the same `steps`
+Glorot weights (Keras draws them, `msunet.convert` imports them), reads the same `steps` (4)
 augmented training batches, and takes that many Adam steps in each variant:
 
 - `keras-f64`: the Keras reference with every layer and Adam's state in float64. The reference:
@@ -63,7 +63,7 @@ def _max_abs_difference(a: Any, b: Any) -> float:
                for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
 
 
-def compare(variants: tuple[str, ...] = VARIANTS, steps: int = 10,
+def compare(variants: tuple[str, ...] = VARIANTS, steps: int = 4,
             spec: accuracy.Spec = SPEC) -> dict[str, Any]:
     """Train every variant `steps` steps from the same weights; differences to `keras-f64`."""
     if variants[0] != "keras-f64":
@@ -113,7 +113,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--output-dir", type=pathlib.Path, default=RESULTS)
     args = parser.parse_args()
     results = compare(steps=args.steps)

@@ -332,8 +332,9 @@ def accuracy_markdown(results: dict[str, Any]) -> list[str]:
 def markdown(results: dict[str, Any]) -> str:
     """The tables the README shows."""
     info = results["machine"]
+    duration = f", {results['wall_s'] / 60:.1f} min in all" if "wall_s" in results else ""
     lines = [f"Suite `{results['suite']}` on {info['cpu']} ({info['cores']} cores), "
-             f"{info['date']}, {results['wall_s'] / 60:.1f} min in all; load average at start "
+             f"{info['date']}{duration}; load average at start "
              f"{', '.join(f'{v:.2f}' for v in info['load_average_at_start'])}; versions "
              f"{info['versions']}.", ""]
     if "throughput" in results:

@@ -75,7 +75,8 @@ def base_config() -> ml_collections.ConfigDict:
     train.eval_every = 500  # steps between validation passes (early stopping counts these)
     train.checkpoint_every = 500  # steps between "latest" checkpoints
     train.max_to_keep = 2  # latest checkpoints kept on disk
-    train.best_metric = "iou"  # validation metric choosing the "best" checkpoint ("loss": lower)
+    train.best_metric = "iou"  # validation metric choosing the "best" checkpoint: loss (lower is
+    # better), iou, dice, accuracy or mean_iou_2class (higher is better)
     train.seed = 0  # initialisation and data-order seed
     train.skip_nonfinite = False  # False: stop at a NaN/Inf loss or gradient; True: skip the step
     train.early_stopping = ml_collections.ConfigDict()
@@ -87,8 +88,7 @@ def base_config() -> ml_collections.ConfigDict:
     ev.pick_threshold = False  # evaluate: choose the threshold on the val split (never on test)
     ev.threshold_candidates = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 ... 0.95
     ev.tta_hflip = False  # also predict the mirrored image and average the two probabilities
-    ev.sliding_window = False  # predict: False = whole image resized to data.image_size; True =
-    # the image prepared at window_input_size and tiled with data.image_size windows
-    ev.window_input_size = 512  # sliding window: side of the prepared image that is tiled
+    ev.sliding_window = False  # predict: False = the model on the whole image prepared at
+    # data.image_size; True = that image tiled with data.patch_size windows (training's scale)
     ev.window_overlap = 0.5  # sliding window: overlap of neighbouring windows, in [0, 1)
     return config

@@ -47,8 +47,8 @@ model's resolution, lesion = probability >= threshold):
   percent of a mammogram, so predicting no lesion at all already scores ~97-99 %.
 - IoU (2-class mean): the mean of lesion IoU TP / (TP + FP + FN) and background IoU
   TN / (TN + FP + FN), pooled: Keras `MeanIoU(num_classes=2)`, the convention of the paper's
-  99.71 % / 95.74 %. The background IoU is close to 1 on any mammogram, so this number is
-  ~50 % + half the lesion IoU.
+  99.71 % / 95.74 % *if* the paper followed Keras (it does not define its IoU). The background
+  IoU is close to 1 on any mammogram, so this number is ~50 % + half the lesion IoU.
 - fg IoU: lesion (foreground) IoU TP / (TP + FP + FN). Pooled: counts summed over the split,
   then divided. Per image: computed per image with a lesion, then averaged (a missed lesion
   scores 0); lesion-free images are left out and counted under "lesion-free with a prediction".
@@ -56,7 +56,7 @@ model's resolution, lesion = probability >= threshold):
 - Sensitivity TP / (TP + FN), specificity TN / (TN + FP), precision TP / (TP + FP): pooled.
 - HD95: 95th percentile of the distances from each mask's boundary pixels to the other's
   boundary (both directions together), per image where both masks have lesion pixels, then
-  averaged; in model pixels (and mm when the data source gives a pixel size).
+  averaged; in model pixels (no data source gives a pixel size in mm).
 - Lesion-free with a prediction: share of lesion-free images with any predicted lesion pixel.
   Lesion images missed: share of lesion images without a single true-positive pixel.
 """
@@ -75,16 +75,6 @@ def _batches(config: ml_collections.ConfigDict, workdir: pathlib.Path, split: st
                    for i in range(index, index + count)]
         index += count
         yield records, pad_batch(batch, size), count
-
-
-def _spacing_mm(record: dict[str, Any], size: int) -> tuple[float, float] | None:
-    """(row, column) size of a model pixel in mm, when the source knows its pixel size."""
-    pixel_mm = record.get("pixel_size_mm")
-    geometry = record.get("geometry")
-    if not pixel_mm or not geometry:
-        return None
-    y0, y1, x0, x1 = geometry["box"]
-    return pixel_mm * (y1 - y0) / size, pixel_mm * (x1 - x0) / size
 
 
 def _logit(threshold: float) -> float:
@@ -131,8 +121,7 @@ def score_split(predictor: Predictor, config: ml_collections.ConfigDict,
             record = records[i]
             rows.append({"index": len(rows), "path": record.get("path", ""),
                          "case": record.get("case", ""),
-                         **image_scores(predicted[i], masks[i],
-                                        _spacing_mm(record, config.data.image_size)),
+                         **image_scores(predicted[i], masks[i]),
                          "loss": float(losses[i])})
     return rows
 
@@ -151,7 +140,6 @@ def markdown_report(report: dict[str, Any]) -> str:
     m = {key: float("nan") if value is None else value for key, value in report["metrics"].items()}
     model = MODEL_NAMES.get(report["model"], report["model"])
     hd95 = "n/a" if math.isnan(m["hd95_px"]) else f"{m['hd95_px']:.1f}"
-    hd95_mm = "n/a" if math.isnan(m["hd95_mm"]) else f"{m['hd95_mm']:.1f}"
     lines = [
         f"# Evaluation of {report['workdir']} on the {report['split']} split",
         "",
@@ -172,11 +160,11 @@ def markdown_report(report: dict[str, Any]) -> str:
         f"| {hd95} |",
         "",
         "| Images | with a lesion | lesion-free | lesion-free with a prediction "
-        "| lesion images missed | HD95 images | HD95 (mm) |",
-        "|---|---|---|---|---|---|---|",
+        "| lesion images missed | HD95 images |",
+        "|---|---|---|---|---|---|",
         f"| {m['images']} | {m['lesion_images']} | {m['lesion_free_images']} "
         f"| {_percent(m['lesion_free_with_prediction'])} "
-        f"| {_percent(m['lesion_images_missed'])} | {m['hd95_images']} | {hd95_mm} |",
+        f"| {_percent(m['lesion_images_missed'])} | {m['hd95_images']} |",
         "",
         DEFINITIONS,
     ]
@@ -206,6 +194,10 @@ def evaluate(workdir: str | pathlib.Path, split: str = "test", checkpoint: str =
     if pick:
         threshold, curve = pick_threshold(predictor, config, workdir)
         source = "picked on the val split by pooled Dice"
+        if split == "val":
+            source += " (the split scored here: optimistic)"
+            logging.warning("the threshold was picked on the val split, the split being scored: "
+                            "its scores are optimistic; score --split test for an honest one")
     else:
         threshold, source = float(config.eval.threshold), "eval.threshold"
     rows = score_split(predictor, config, workdir, split, threshold)

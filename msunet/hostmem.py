@@ -2,11 +2,9 @@
 
 glibc's malloc serves every block above its mmap threshold (at most 32 MiB) with a fresh `mmap`
 and returns it to the kernel on `free`. XLA:CPU allocates a step's intermediates anew for each
-execution, so on the CPU every train step touched gigabytes of brand-new pages: a MultiResUNet
-step at 256x256, batch 8 took ~2.2 M page faults and ~8 s of kernel time on 2 cores (25 s per
-step; 20-23 s with the memory kept). TensorFlow's CPU allocator is malloc too and gains
-about as much (0.26 -> 0.34 images/s, oneDNN off); the benchmark suite runs Keras/TF with and
-without it (README, Benchmarks).
+execution, so on the CPU every train step touches gigabytes of brand-new pages, each a page
+fault and kernel time. TensorFlow's CPU allocator is malloc too; the benchmark suite runs
+Keras/TF with and without this setting (`keras-tf-kept`; README, Benchmarks).
 
 `keep_freed_memory()` tells glibc to grow one heap instead of mapping large blocks and never to
 give freed memory back, so later steps reuse pages that are already mapped. The price: the

@@ -8,7 +8,14 @@ predicted lesion on background, FN = missed lesion, TN = background called backg
 - foreground IoU = TP / (TP + FP + FN): overlap of the lesion masks, the honest headline number.
 - Dice = 2 TP / (2 TP + FP + FN).
 - 2-class mean IoU = (lesion IoU + background IoU) / 2 with background IoU = TN / (TN + FP + FN),
-  as Keras `MeanIoU(num_classes=2)` computes it; the paper's "IoU" follows this convention.
+  as Keras `MeanIoU(num_classes=2)` computes it; the paper's "IoU" is this number *if* it follows
+  Keras' convention (the paper does not define it).
+
+The empty-mask rule, one for training, validation and evaluation alike: a ratio whose denominator
+is 0 (fg IoU and Dice of pixels with no lesion, truth or predicted) is undefined, NaN, and left
+out of means; the 2-class mean IoU averages the classes that are present (Keras' rule), so a
+lesion-free image predicted lesion-free scores its background IoU, 1.0. A split without any lesion
+pixel therefore has no fg IoU, and training refuses to pick its best checkpoint by one.
 
 During training these are *pooled*: counts summed over every pixel of the split, then divided.
 Evaluation (numpy, below the training metrics) adds per-image scores, sensitivity, specificity,
@@ -50,8 +57,8 @@ def confusion_counts(logits: jnp.ndarray, labels: jnp.ndarray, threshold: float 
 
 
 def _safe_ratio(numerator: jnp.ndarray, denominator: jnp.ndarray) -> jnp.ndarray:
-    """numerator / denominator, and 1.0 where both are zero (nothing to find, nothing found)."""
-    return jnp.where(denominator > 0, numerator / jnp.maximum(denominator, 1e-12), 1.0)
+    """numerator / denominator, NaN where the denominator is 0 (the empty-mask rule above)."""
+    return jnp.where(denominator > 0, numerator / jnp.maximum(denominator, 1e-12), jnp.nan)
 
 
 @flax.struct.dataclass
@@ -110,9 +117,9 @@ class MeanIoU2(ConfusionCounts):
     """Mean of lesion IoU and background IoU (Keras MeanIoU(num_classes=2)), pooled."""
 
     def compute(self) -> jnp.ndarray:
-        lesion = _safe_ratio(self.tp, self.tp + self.fp + self.fn)
-        background = _safe_ratio(self.tn, self.tn + self.fp + self.fn)
-        return (lesion + background) / 2
+        ious = jnp.stack([_safe_ratio(self.tp, self.tp + self.fp + self.fn),
+                          _safe_ratio(self.tn, self.tn + self.fp + self.fn)])
+        return jnp.nanmean(ious)  # the classes present; NaN only for an empty split
 
 
 @flax.struct.dataclass
@@ -137,7 +144,7 @@ class SegmentationMetrics(clu_metrics.Collection):
 #   pixel accuracy, 2-class mean IoU, sensitivity, specificity and precision.
 # - 95th-percentile Hausdorff distance: per image where both masks have lesion pixels (else
 #   undefined and left out), then averaged.
-# Undefined ratios (0/0) are NaN and left out of means.
+# Undefined ratios (0/0) are NaN and left out of means (the empty-mask rule at the top).
 
 EVAL_RATIOS = ("accuracy", "fg_iou", "dice", "mean_iou_2class", "sensitivity", "specificity",
                "precision")
@@ -210,16 +217,16 @@ def hausdorff95(predicted: np.ndarray, truth: np.ndarray,
     return float(np.percentile(np.concatenate(distances), 95))
 
 
-def image_scores(predicted: np.ndarray, truth: np.ndarray,
-                 spacing_mm: tuple[float, float] | None = None) -> dict[str, float]:
-    """One image's counts, `ratios`, lesion pixel counts and HD95 in pixels (and mm)."""
+def image_scores(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """One image's counts, `ratios`, lesion pixel counts and HD95 in model pixels.
+
+    (No source gives a pixel size in mm, so HD95 is not reported in mm; `hausdorff95` takes a
+    spacing for callers that know one.)
+    """
     counts = pixel_counts(predicted, truth)
-    hd95_px = hausdorff95(predicted, truth)
-    hd95_mm = (hausdorff95(predicted, truth, spacing_mm) if spacing_mm is not None
-               else float("nan"))
     return {**counts, "lesion_pixels": counts["tp"] + counts["fn"],
             "predicted_pixels": counts["tp"] + counts["fp"], **ratios(counts),
-            "hd95_px": hd95_px, "hd95_mm": hd95_mm}
+            "hd95_px": hausdorff95(predicted, truth)}
 
 
 def _nanmean(values: list[float]) -> float:
@@ -231,7 +238,7 @@ def summarize(scores: list[dict[str, float]]) -> dict[str, float]:
     """Split-level metrics from `image_scores` rows, under the empty-mask policy above.
 
     Returns `pooled_*` (counts summed over the split, then `ratios`), `per_image_fg_iou` and
-    `per_image_dice` (means over images with a lesion), `hd95_px`/`hd95_mm` (means over images
+    `per_image_dice` (means over images with a lesion), `hd95_px` (mean over images
     where both masks are non-empty), and the image counts: `images`, `lesion_images`,
     `lesion_free_images`, `lesion_free_with_prediction` (share of lesion-free images with any
     predicted lesion pixel) and `lesion_images_missed` (share of lesion images with no TP).
@@ -247,7 +254,6 @@ def summarize(scores: list[dict[str, float]]) -> dict[str, float]:
         "per_image_fg_iou": _nanmean([row["fg_iou"] for row in lesion]),
         "per_image_dice": _nanmean([row["dice"] for row in lesion]),
         "hd95_px": _nanmean([row["hd95_px"] for row in scores]),
-        "hd95_mm": _nanmean([row["hd95_mm"] for row in scores]),
         "hd95_images": sum(not np.isnan(row["hd95_px"]) for row in scores),
         "images": len(scores),
         "lesion_images": len(lesion),

@@ -3,11 +3,12 @@
 
 Each image goes through the training preprocessing (`prepare_image`: breast crop, canonical side,
 resize, CLAHE), the model runs on the whole image resized to `data.image_size` or, with
-`eval.sliding_window`, on overlapping windows of the image prepared at `eval.window_input_size`
-blended with Gaussian weights, optionally averaged with its mirror image (`eval.tta_hflip`), and
-the probability map is mapped back onto the original pixels (`restore_geometry`). Written per
-input: `<stem>_mask.png` (0/255, the input's size), `<stem>_overlay.png` (lesion outline in red
-on the image) and, with --probability, `<stem>_probability.png` (probability x 255).
+`eval.sliding_window`, on overlapping `data.patch_size` windows of that same image, blended with
+Gaussian weights (the scale the model was trained at, patches included), optionally averaged
+with its mirror image (`eval.tta_hflip`), and the probability map is mapped back onto the
+original pixels (`restore_geometry`). Written per input: `<stem>_mask.png` (0/255, the
+input's size), `<stem>_overlay.png` (lesion outline in red on the image) and, with
+--probability, `<stem>_probability.png` (probability x 255).
 """
 
 from __future__ import annotations
@@ -180,13 +181,10 @@ class Predictor:
             prepared, geometry = prepare_image(image, self.config.data)
             small = self.probabilities(prepared[None])[0]
         else:
-            window = self.config.data.image_size
-            if ev.window_input_size < window:
-                raise ValueError(f"eval.window_input_size ({ev.window_input_size}) must be at "
-                                 f"least data.image_size ({window})")
-            data = self.config.data.copy_and_resolve_references()
-            data.image_size = ev.window_input_size
-            prepared, geometry = prepare_image(image, data)
+            # Training's scale: the image prepared at data.image_size, tiled with the patches
+            # the model was trained on (one window, the whole image, when it had none).
+            prepared, geometry = prepare_image(image, self.config.data)
+            window = self.config.data.patch_size or self.config.data.image_size
             small = sliding_window_probabilities(prepared, window, ev.window_overlap,
                                                  self.probabilities)
         probability = restore_geometry(small, geometry)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import pathlib
 import signal
 import sys
@@ -67,8 +68,8 @@ def create_train_state(config: ml_collections.ConfigDict, rng: jax.Array) -> Tra
     model = create_model(config.model)
     size = config.data.image_size
     dummy = jnp.zeros((1, size, size, config.model.in_channels), jnp.float32)
-    # Initialisers drawn from a threefry key take XLA:CPU ~60 s to compile at smoke size; an
-    # RngBitGenerator ("rbg") key seeded from `rng` takes ~10 s and is as reproducible here.
+    # Initialisers drawn from a threefry key take XLA:CPU several times longer to compile than
+    # from an RngBitGenerator ("rbg") key seeded from `rng`, which is as reproducible here.
     init_key = jax.random.wrap_key_data(jax.random.bits(rng, (4,), jnp.uint32), impl="rbg")
     variables = jax.jit(functools.partial(model.init, train=False))(init_key, dummy)
     return TrainState.create(apply_fn=model.apply, params=variables["params"],
@@ -86,7 +87,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array],
     """One Adam step on the mean binary cross-entropy; BatchNorm statistics are updated.
 
     Returns the new state, the batch's metrics, and whether loss and gradients were finite.
-    A non-finite step leaves the state as it was, so one bad batch cannot poison the params.
+    A non-finite step leaves the state as it was, so one bad batch cannot poison the params,
+    and its metrics are masked out.
     """
     images, labels = to_inputs(batch)
 
@@ -102,8 +104,10 @@ def train_step(state: TrainState, batch: dict[str, jax.Array],
         [jnp.isfinite(g).all() for g in jax.tree.leaves(grads)]))
     updated = state.apply_gradients(grads=grads, batch_stats=updates["batch_stats"])
     state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated, state)
+    # A discarded step contributes nothing to the logged averages either.
     metrics = SegmentationMetrics.single_from_model_output(
-        loss=losses, logits=logits, labels=labels, threshold=threshold)
+        loss=losses, logits=logits, labels=labels, threshold=threshold,
+        mask=jnp.broadcast_to(finite, losses.shape))
     return state, metrics, finite
 
 
@@ -158,8 +162,13 @@ def check_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> No
     if patch and (patch % 16 or patch > size):
         raise ValueError(f"data.patch_size must be a multiple of 16 no larger than "
                          f"data.image_size={size}, got {patch}")
+    if config.train.best_metric not in SegmentationMetrics.__annotations__:
+        raise ValueError(f"train.best_metric must be one of "
+                         f"{sorted(SegmentationMetrics.__annotations__)}, got "
+                         f"{config.train.best_metric!r}")
     for field in ("train.batch_size", "train.eval_batch_size", "train.num_steps",
-                  "train.log_every", "train.eval_every", "train.checkpoint_every"):
+                  "train.log_every", "train.eval_every", "train.checkpoint_every",
+                  "train.early_stopping.patience"):
         if _get_field(config, field) < 1:
             raise ValueError(f"{field} must be at least 1, got {_get_field(config, field)}")
     saved_path = workdir / CONFIG_FILE
@@ -172,6 +181,16 @@ def check_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> No
             raise ValueError(f"{saved_path} was written by a run with another shape ("
                              + "; ".join(conflicts) + "): use a new --workdir, or the same "
                              "values to resume")
+
+
+def early_stopper(settings: ml_collections.ConfigDict) -> early_stopping.EarlyStopping:
+    """Stops at the `settings.patience`-th validation in a row without a loss gain of min_delta.
+
+    flax's EarlyStopping stops one validation later than its `patience` says (it checks the
+    count before incrementing it), hence the - 1.
+    """
+    return early_stopping.EarlyStopping(min_delta=settings.min_delta,
+                                        patience=settings.patience - 1)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
@@ -200,8 +219,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     checkpointer = Checkpointer(workdir, max_to_keep=tcfg.max_to_keep)
     writer = MetricWriter(workdir)
     restored = None
-    stopper = early_stopping.EarlyStopping(min_delta=tcfg.early_stopping.min_delta,
-                                           patience=tcfg.early_stopping.patience)
+    stopper = early_stopper(tcfg.early_stopping)
     higher_is_better = tcfg.best_metric != "loss"
     best = {"step": None, "value": None, "metrics": {}}
     first_step = 0
@@ -218,12 +236,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     eval_fn = jax.jit(functools.partial(eval_step, threshold=threshold))
     steps_per_epoch = len(train_source) / tcfg.batch_size
 
+    saved_at = first_step
+
     def save_latest(step: int) -> None:
+        nonlocal saved_at
         meta = {"early_stopping": {"best_metric": stopper.best_metric,
                                    "patience_count": stopper.patience_count,
                                    "should_stop": stopper.should_stop},
                 "best": best, "skipped_steps": skipped}
         checkpointer.save(step, state, train_iter, meta)
+        saved_at = step
 
     def check_finite() -> None:
         """Act on steps whose loss or gradients were not finite (checked lazily, in order)."""
@@ -275,6 +297,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                                      | {"epoch": step / steps_per_epoch})
                 stopper = stopper.update(val["loss"])
                 value = val[tcfg.best_metric]
+                if math.isnan(value):
+                    raise ValueError(
+                        f"validation {tcfg.best_metric} is undefined at step {step}: the "
+                        "validation split has no lesion pixels (the empty-mask rule in "
+                        "msunet/metrics.py); use --config.train.best_metric=loss")
                 if best["value"] is None or (value > best["value"] if higher_is_better
                                              else value < best["value"]):
                     best = {"step": step, "value": value, "metrics": val}
@@ -286,10 +313,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                     print(f"early stopping at step {step}: validation loss has not improved "
                           f"by {stopper.min_delta} for {stopper.patience_count} validation "
                           "passes", flush=True)
-            if (step % tcfg.checkpoint_every == 0 or last or stopper.should_stop
-                    or stop_request.signal):
+            if step % tcfg.checkpoint_every == 0 or last or stopper.should_stop:
                 check_finite()
                 save_latest(step)
+        # A signal can land at any point of a step, also after its checkpoint check: the run
+        # saves where it stopped, and closing the checkpointer waits for the write.
+        if step != saved_at:
+            check_finite()
+            save_latest(step)
     if stop_request.signal:
         print(f"stopped by {signal.Signals(stop_request.signal).name} at step {step}; saved a "
               "checkpoint. Re-run the same command to resume.", flush=True)
@@ -348,5 +379,16 @@ def main(argv: list[str]) -> None:
         sys.exit(128 + summary["signal"])
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's parsing, with a bad flag or config override as one `error: ...` line."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:
+        sys.exit(f"error: {error}")
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+        # ml_collections raises these for an unknown field (with a suggestion) or a bad value.
+        sys.exit(f"error: bad --config override: {error}")
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -67,19 +67,29 @@ def format_duration(seconds: float) -> str:
 
 
 class Progress:
-    """Steps/s and ETA measured between calls, for the progress line."""
+    """Steps/s between calls, and an ETA from steady steps only.
+
+    The first interval holds the compilation of the train step (tens of seconds here), so the
+    ETA is estimated from the steps after the first progress line; until then it reads "?".
+    """
 
     def __init__(self, first_step: int, num_steps: int) -> None:
         self.num_steps = num_steps
         self._last_step = first_step
         self._last_time = time.perf_counter()
+        self._steady: tuple[int, float] | None = None  # (step, time) of the first line
 
     def line(self, step: int, loss: float) -> tuple[str, float]:
         """('step 40/600 | loss 0.1234 | 3.10 steps/s | ETA 3m01s', steps_per_second)."""
         now = time.perf_counter()
         rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
         self._last_step, self._last_time = step, now
-        eta = (self.num_steps - step) / rate if rate > 0 else math.inf
+        eta = math.inf
+        if self._steady is None:
+            self._steady = (step, now)
+        elif step > self._steady[0]:
+            steady_rate = (step - self._steady[0]) / max(now - self._steady[1], 1e-9)
+            eta = (self.num_steps - step) / steady_rate
         text = (f"step {step}/{self.num_steps} | loss {loss:.4f} | {rate:.2f} steps/s"
                 f" | ETA {format_duration(eta)}")
         return text, rate

@@ -41,6 +41,14 @@ def test_source_rejects_bad_arguments():
 def test_to_uint8_keeps_16_bit_range():
     image = np.array([[0, 32768, 65535]], np.uint16)
     np.testing.assert_array_equal(to_uint8(image), [[0, 128, 255]])
+
+
+def test_to_uint8_spreads_12_bit_scans_over_all_grey_levels():
+    ramp = np.arange(4096, dtype=np.uint16).reshape(64, 64)  # a 12-bit scan in a 16-bit file
+    scaled = to_uint8(ramp)
+    assert scaled.min() == 0 and scaled.max() == 255
+    assert len(np.unique(scaled)) == 256  # a fixed 65535 scale left 17 levels
+    assert to_uint8(np.array([[0, 1023]], np.uint16)).tolist() == [[0, 255]]  # 10-bit
     with pytest.raises(ValueError, match="NaN"):
         to_uint8(np.array([[np.nan, 1.0]], np.float32))
 
@@ -87,3 +95,23 @@ def test_eval_dataset_is_one_ordered_pass(smoke_config):
     first = Preprocess(64, smoke_config.data.clahe_clip_limit,
                        smoke_config.data.clahe_tile_grid).map(source[0])
     np.testing.assert_array_equal(batches[0]["image"][0], first["image"])
+
+
+def test_breast_crop_keeps_every_lesion_pixel():
+    image = np.full((256, 256), 10, np.uint8)
+    image[40:216, :110] = 180  # the breast, against the left edge
+    mask = np.zeros_like(image)
+    mask[200:220, 220:240] = 1  # a lesion the breast box alone would cut off
+    out = Preprocess(64, clahe_clip_limit=0, clahe_tile_grid=8).map(
+        {"image": image, "mask": mask, "path": "x.png"})
+    assert out["mask"].sum() > 0
+
+
+def test_grow_box_covers_the_mask_and_the_model_size():
+    from msunet.data.preprocess import grow_box
+
+    mask = np.zeros((100, 120), np.uint8)
+    mask[90:95, 5:8] = 1
+    assert grow_box((10, 60, 20, 100), 16, (100, 120), mask) == (10, 95, 5, 100)
+    # 10 px tall and wide, model 32: grown around its centre, kept inside the image.
+    assert grow_box((40, 50, 0, 10), 32, (100, 120)) == (29, 61, 0, 32)

@@ -114,7 +114,8 @@ def test_hausdorff95_ignores_a_few_stray_pixels():
     predicted[38, 38] = True  # one stray pixel ~18.4 px away from the lesion
     # Plain Hausdorff would be ~18.4; the stray pixel is 1 of 153 boundary distances.
     assert hausdorff95(predicted, truth) == 0.0
-    assert image_scores(predicted, truth, spacing_mm=(0.1, 0.1))["hd95_mm"] == 0.0
+    assert image_scores(predicted, truth)["hd95_px"] == 0.0
+    assert "hd95_mm" not in image_scores(predicted, truth)  # no source gives a pixel size
 
 
 def test_shape_mismatch_is_an_error():

@@ -105,6 +105,10 @@ def test_threshold_is_picked_on_val_never_on_test(run, tmp_path, monkeypatch):
     best = max(curve, key=lambda point: point["val_pooled_dice"])
     assert report["threshold"] == best["threshold"]
     assert (tmp_path / "report.md").is_file()
+    assert "optimistic" not in report["threshold_source"]
+
+    on_val = evaluate(run, "val", "latest", pick_threshold_on_val=True, output=tmp_path / "v")
+    assert "optimistic" in on_val["threshold_source"]
 
 
 def test_evaluate_unet_run(tmp_path, smoke_config):
@@ -131,15 +135,24 @@ def test_predict_real_mammogram_keeps_its_size(run, sample_image, tmp_path):
     assert prediction.probability.shape == image.shape
     assert 0.0 <= prediction.probability.min() <= prediction.probability.max() <= 1.0
 
-    # The same scan at 16 bits gives the same mask.
+    # The same scan at 16 bits gives the same probabilities (a map that varies, so an empty
+    # prediction could not pass by accident).
+    assert prediction.probability.std() > 0
     deep = tmp_path / "deep.png"
     cv2.imwrite(str(deep), image.astype(np.uint16) * 257)
     assert read_input(deep).dtype == np.uint16
-    np.testing.assert_array_equal(predict(variables, read_input(deep), config).mask,
-                                  prediction.mask)
+    np.testing.assert_allclose(predict(variables, read_input(deep), config).probability,
+                               prediction.probability, atol=1e-6)
 
-    config.eval.sliding_window, config.eval.tta_hflip = True, True
-    config.eval.window_input_size = 2 * config.data.image_size
+    # Trained on whole images: the sliding window is one window at training scale, the same
+    # prediction as the whole image.
+    config.eval.sliding_window = True
+    np.testing.assert_allclose(Predictor(variables, config)(image).probability,
+                               prediction.probability, atol=1e-6)
+
+    # Trained on patches (the README's recipe, scaled down): tiles of the patch size.
+    config.data.patch_size = config.data.image_size // 2
+    config.eval.tta_hflip = True
     tiled = Predictor(variables, config)(image)
     assert tiled.mask.shape == image.shape
 

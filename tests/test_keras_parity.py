@@ -1,16 +1,18 @@
 """msunet follows the Keras reference step by step from the same weights (needs the bench extra).
 
 The reference is Keras in float64 (`benchmarks.parity`): float32 rounding in either framework is
-measured against it. Tolerances, from what float32 can and cannot do here:
+measured against it (benchmarks/results/keras_parity.md, 4 steps). Tolerances, from what float32
+can and cannot do here:
 - per-step training loss within 1e-5 (relative): msunet's float32 gradients are within ~1e-5 of
-  float64 ones (max 8e-6 over all tensors of this model, measured), and the losses of ten steps
-  stay as close (measured 1.5e-7). Adam with optax's epsilon placement is off by ~1e-3, and
-  Keras/TensorFlow's own float32 run by ~3e-3 (benchmarks/results/keras_parity.md), so the bound
-  tells an exact port from a near one.
-- every final parameter and BatchNorm statistic within 1e-4: 1 % of the most an Adam step can
-  move a weight in ten steps (lr * steps = 1e-2); measured 7e-6, against 1e-2 for the two near
-  variants above (Adam turns noise-sized gradients of scale-invariant weights into full steps,
-  so an epsilon rule or a float32 reduction order shows up here first).
+  float64 ones, and its losses stay within 9e-7 over 4 steps (measured). Adam with optax's
+  epsilon placement is off by 5e-5 and Keras/TensorFlow's own float32 run by 2.5e-5, so the
+  bound tells an exact port from a near one.
+- every final parameter and BatchNorm statistic within 1.5e-3: measured 6.7e-4 for msunet,
+  4.6e-3 with optax's epsilon. Adam turns noise-sized gradients (weights whose true gradient is
+  ~0) into steps of up to lr, so a few elements drift in any float32 run; the bound is 3/8 of
+  the most Adam can move a weight in 4 steps (lr * steps = 4e-3).
+After ~5 steps that drift feeds back into the loss in every float32 run, Keras' included (at 10
+steps: ~4e-4 for msunet, Keras float32 and optax's epsilon alike), so the check stops at 4.
 """
 
 import pytest
@@ -20,13 +22,14 @@ pytest.importorskip("tensorflow", reason="the Keras reference needs the bench ex
 
 from benchmarks import parity  # noqa: E402
 
+STEPS = 4
 LOSS_RTOL = 1e-5
-VARIABLE_ATOL = 1e-4
+VARIABLE_ATOL = 1.5e-3
 
 
 def test_msunet_follows_the_float64_keras_trajectory():
-    results = parity.compare(("keras-f64", "msunet"), steps=10)
+    results = parity.compare(("keras-f64", "msunet"), steps=STEPS)
     msunet = results["variants"]["msunet"]
-    assert results["max_parameter_movement"] > 100 * VARIABLE_ATOL, "the weights must move"
+    assert results["max_parameter_movement"] > 10 * VARIABLE_ATOL, "the weights must move"
     assert msunet["max_relative_loss_difference"] <= LOSS_RTOL, msunet["losses"]
     assert msunet["max_abs_variable_difference"] <= VARIABLE_ATOL

@@ -69,8 +69,16 @@ def test_threshold_moves_the_decision():
     assert float(confusion_counts(logits, labels, threshold=0.7)["tp"]) == 0
 
 
-def test_empty_truth_and_prediction_count_as_perfect_overlap():
+def test_empty_masks_follow_the_evaluation_rule():
+    """No lesion anywhere: fg IoU and Dice are undefined in training as in evaluation."""
+    from msunet.metrics import pixel_counts, ratios
+
     logits, labels = jnp.full((1, 4, 4, 1), -5.0), jnp.zeros((1, 4, 4, 1))
     metrics = SegmentationMetrics.single_from_model_output(
         loss=per_example_bce(logits, labels), logits=logits, labels=labels).compute()
-    assert float(metrics["iou"]) == 1.0 and float(metrics["accuracy"]) == 1.0
+    evaluation = ratios(pixel_counts(np.zeros((4, 4), bool), np.zeros((4, 4), bool)))
+    for train_name, eval_name in (("iou", "fg_iou"), ("dice", "dice"),
+                                  ("accuracy", "accuracy"),
+                                  ("mean_iou_2class", "mean_iou_2class")):
+        np.testing.assert_equal(float(metrics[train_name]), evaluation[eval_name])
+    assert np.isnan(float(metrics["iou"])) and float(metrics["mean_iou_2class"]) == 1.0

@@ -371,6 +371,46 @@ def test_each_bad_input_gives_an_error_naming_the_file(tmp_path, data_config):
 
 
 @needs_samples
+def test_unparsed_names_and_empty_rows_are_reported_not_guessed(tmp_path, data_config):
+    data_config.val_fraction = data_config.test_fraction = 0.0
+    root = small_miniddsm(tmp_path / "named", rows=[[None, "x.png", "CC", "LEFT", "Benign", "-",
+                                                     "-", 66, 3]])
+    data_config.root = str(root)
+    expect_bad(data_config, tmp_path, r"DataWMask.xlsx: row 6: no fullPath")
+
+    root = small_miniddsm(tmp_path / "renamed")
+    shutil.move(root / CASE / f"{FILES[3]}.png", root / CASE / "scan7.png")
+    workbook = openpyxl.load_workbook(root / "DataWMask.xlsx")
+    workbook["Data"]["A5"] = "Benign\\0029\\scan7.png"
+    workbook.save(root / "DataWMask.xlsx")
+    data_config.root = str(root)
+    expect_bad(data_config, tmp_path, r"scan7.png: file name does not parse to a Mini-DDSM case")
+    data_config.on_bad_sample = "skip"
+    source = build_source(data_config, "train", tmp_path / "skip-work")
+    assert len(source) == 3
+
+
+def test_an_outline_with_a_wide_gap_is_reported_not_used_as_a_ring(tmp_path):
+    from msunet.data.files import read_mask_union
+
+    outline = np.zeros((60, 60), np.uint8)
+    cv2.circle(outline, (30, 30), 20, 255, 1)
+    closed = tmp_path / "closed_Mask.png"
+    cv2.imwrite(str(closed), outline)
+    assert read_mask_union([closed], outline.shape).sum() > 1000  # filled: ~pi 20^2
+    outline[5:20, 20:41] = 0  # a gap of ~20 px at the top
+    open_ring = tmp_path / "open_Mask.png"
+    cv2.imwrite(str(open_ring), outline)
+    with pytest.raises(BadSampleError, match="open_Mask.png: the lesion outline does not close"):
+        read_mask_union([open_ring], outline.shape)
+    disk = np.zeros((60, 60), np.uint8)
+    cv2.circle(disk, (30, 30), 20, 255, -1)
+    solid = tmp_path / "solid_Mask.png"
+    cv2.imwrite(str(solid), disk)
+    assert read_mask_union([solid], disk.shape).sum() == (disk > 0).sum()
+
+
+@needs_samples
 def test_skip_drops_bad_samples_with_one_warning_listing_them(tmp_path, data_config, caplog):
     root = small_miniddsm(tmp_path / "data", rows=[["Benign\\0029\\C_0029_1.GONE.png", "", "",
                                                     "", "Benign", "-", "-", 66, 3]])

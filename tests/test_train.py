@@ -110,11 +110,42 @@ def test_train_command_runs_logs_checkpoints_and_resumes(tmp_path):
     assert max(steps) == 10 and steps == sorted(steps)
 
 
-def test_config_typo_fails_with_a_suggestion(tmp_path):
+def test_config_typo_fails_with_a_suggestion_and_no_traceback(tmp_path):
     result = run_module("msunet.train", "--config", "configs/smoke.py", "--workdir",
-                        str(tmp_path), "--config.optim.leraning_rate=0.1")
+                        str(tmp_path), "--config.train.num_stpes=5")
     assert result.returncode != 0
-    assert "learning_rate" in result.stderr
+    assert result.stderr.startswith("error: ") and "num_steps" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_best_metric_is_refused_before_training(smoke_config, tmp_path):
+    config = smoke_config.copy_and_resolve_references()
+    config.train.best_metric = "fg_iuo"
+    with pytest.raises(ValueError, match=r"train.best_metric must be one of .*'iou'"):
+        train.check_config(config, tmp_path)
+
+
+@pytest.mark.parametrize("patience", [1, 3])
+def test_early_stopping_waits_exactly_patience_validations(smoke_config, patience):
+    settings = smoke_config.train.early_stopping.copy_and_resolve_references()
+    settings.patience = patience
+    stopper = train.early_stopper(settings).update(0.5)
+    for _ in range(patience):
+        assert not stopper.should_stop
+        stopper = stopper.update(0.6)
+    assert stopper.should_stop
+
+
+def test_discarded_steps_leave_the_logged_metrics_alone(smoke_config, one_batch):
+    state = train.create_train_state(smoke_config, jax.random.key(0))
+    step = jax.jit(functools.partial(train.train_step, threshold=0.5))
+    _, good, good_finite = step(state, one_batch)
+    poisoned = state.replace(params=jax.tree.map(lambda p: p * np.nan, state.params))
+    kept, bad, bad_finite = step(poisoned, one_batch)
+    assert bool(good_finite) and not bool(bad_finite)
+    merged = good.merge(bad).compute()
+    assert float(merged["loss"]) == pytest.approx(float(good.compute()["loss"]))
+    assert float(merged["accuracy"]) == pytest.approx(float(good.compute()["accuracy"]))
 
 
 @pytest.mark.parametrize("override, message", [

@@ -29,7 +29,7 @@ import numpy as np
 from msunet.data.files import BadSampleError, FileSource, warn_skipped
 from msunet.data.preprocess import Preprocess
 
-CACHE_VERSION = 1  # bump when the preprocessing code changes what it produces
+CACHE_VERSION = 2  # bump when the preprocessing code changes what it produces
 PREPROCESS_FIELDS = ("image_size", "crop_breast", "canonical_side", "clahe_clip_limit",
                      "clahe_tile_grid", "on_bad_sample")
 RECORDS_FILE = "records.json"

@@ -94,16 +94,39 @@ def fill_outline(mask: np.ndarray) -> np.ndarray:
     return binary | enclosed.astype(np.uint8)
 
 
+def fill_failed(mask: np.ndarray, filled: np.ndarray) -> bool:
+    """Whether `fill_outline` left a thin outline as it was: an outline with a gap wider than
+    the closing kernel encloses nothing, so the "filled" lesion would be a 1-px ring.
+
+    Thin = almost nothing survives a 3x3 erosion (a filled region keeps its inside); failed =
+    the filled area is barely larger than the outline (a closed ring encloses several times
+    its own area, from a radius of a few pixels on). Outlines under 40 px are not judged.
+    """
+    outline = binarize(mask)
+    drawn = int(outline.sum())
+    if drawn < 40:
+        return False
+    inside = int(cv2.erode(outline, np.ones((3, 3), np.uint8)).sum())
+    return inside < 0.2 * drawn and int(filled.sum()) < 1.5 * drawn
+
+
 def read_mask_union(paths: Sequence[pathlib.Path], shape: tuple[int, ...],
                     fill: bool = True) -> np.ndarray:
-    """The union of the filled masks in `paths` (all zeros for none); sizes must match `shape`."""
+    """The union of the filled masks in `paths` (all zeros for none); sizes must match `shape`.
+
+    An outline that does not close (see `fill_failed`) is a BadSampleError naming the mask.
+    """
     union = np.zeros(shape[:2], np.uint8)
     for path in paths:
         mask = read_image(path)
         if mask.shape != union.shape:
             raise BadSampleError(path, f"mask is {mask.shape[0]}x{mask.shape[1]} but its image "
                                        f"is {union.shape[0]}x{union.shape[1]}")
-        union |= fill_outline(mask) if fill else binarize(mask)
+        region = fill_outline(mask) if fill else binarize(mask)
+        if fill and fill_failed(mask, region):
+            raise BadSampleError(path, "the lesion outline does not close (a gap wider than "
+                                       "the 3x3 closing), so it cannot be filled")
+        union |= region
     return union
 
 

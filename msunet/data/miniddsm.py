@@ -90,9 +90,11 @@ def _meta(status: str, name: str, row: dict[str, Any] | None) -> dict[str, Any]:
     return meta
 
 
-def _entries_from_sheets(tree: pathlib.Path, main: pathlib.Path,
-                         extras: list[pathlib.Path]) -> list[Entry]:
+def _entries_from_sheets(tree: pathlib.Path, main: pathlib.Path, extras: list[pathlib.Path],
+                         ) -> tuple[list[Entry], list[BadSampleError]]:
+    """The images the spreadsheets list, and the rows that list none (as problems)."""
     entries: dict[str, Entry] = {}
+    problems: list[BadSampleError] = []
     for sheet in (main, *extras):
         for number, row in enumerate(_read_sheet(sheet), start=2):
             missing = [column for column in REQUIRED_COLUMNS if column not in row]
@@ -100,6 +102,9 @@ def _entries_from_sheets(tree: pathlib.Path, main: pathlib.Path,
                 raise ValueError(f"{sheet}: missing column(s) {missing}; expected Mini-DDSM's "
                                  "DataWMask.xlsx columns")
             if not row.get("fullPath"):
+                reason = (f"missing column(s) {missing}" if missing else "no fullPath")
+                problems.append(BadSampleError(sheet, f"row {number}: {reason}; the row is "
+                                                      "not used"))
                 continue
             image = _resolve(tree, row["fullPath"])
             masks = [_resolve(tree, listed) for listed in _mask_columns(row)]
@@ -114,7 +119,16 @@ def _entries_from_sheets(tree: pathlib.Path, main: pathlib.Path,
             meta = _meta(str(row.get("Status", "")), image.name, row)
             meta["listed_in"] = f"{sheet.name} row {number}"
             entries[key] = Entry(image, tuple(masks), case_id(image.name), meta)
-    return list(entries.values())
+    return list(entries.values()), problems
+
+
+def unparsed_names(entries: list[Entry]) -> list[BadSampleError]:
+    """A problem for every image whose name gives no case id: split alone, as its own
+    "patient", its other views could land in another split."""
+    return [BadSampleError(entry.image, "file name does not parse to a Mini-DDSM case id "
+                                        "(<letter>_<number>_1.<SIDE>_<VIEW>), so its patient "
+                                        "is unknown to the patient-level split")
+            for entry in entries if not _NAME.match(entry.image.name)]
 
 
 def _entries_from_folders(tree: pathlib.Path) -> list[Entry]:
@@ -157,13 +171,17 @@ class MiniDDSM(FileSource):
         self.root = pathlib.Path(root).expanduser()
         self.tree = find_tree(self.root)
         self.spreadsheet, extras = _find_spreadsheets(self.root, self.tree)
+        rows: list[BadSampleError] = []
         if self.spreadsheet is not None:
-            entries = _entries_from_sheets(self.tree, self.spreadsheet, extras)
+            entries, rows = _entries_from_sheets(self.tree, self.spreadsheet, extras)
         else:
             entries = _entries_from_folders(self.tree)
         if not entries:
             raise FileNotFoundError(f"{self.tree}: no Mini-DDSM images found")
         entries.sort(key=lambda entry: str(entry.image))
-        problems = check_files(entries, lambda entry: (
+        missing = check_files(entries, lambda entry: (
             f" (listed in {entry.meta['listed_in']})" if "listed_in" in entry.meta else ""))
+        reported = {problem.path for problem in missing}
+        problems = missing + rows + unparsed_names(
+            [entry for entry in entries if str(entry.image) not in reported])
         super().__init__(entries, problems, f"Mini-DDSM {self.tree}", on_bad_sample)

@@ -16,13 +16,31 @@ import numpy as np
 
 from msunet.data.files import BadSampleError
 
+STORED_BITS = (10, 12, 14, 16)  # detector depths that 16-bit mammogram files hold
+
+
+def stored_bits(image: np.ndarray) -> int:
+    """The smallest common detector depth (10, 12, 14 or 16 bits) that holds the image's values.
+
+    Most 16-bit mammograms (DICOM, PNG exports such as Mini-DDSM's) store 12 or 14 bits: scaling
+    them by 65535 would leave a few dozen grey levels.
+    """
+    peak = int(image.max(initial=0))
+    return next((bits for bits in STORED_BITS if peak < 2**bits), 16)
+
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
-    """Scale an integer or float image to uint8, keeping the range of 16-bit scans."""
+    """Scale an integer or float image to uint8.
+
+    uint16 images are scaled by the full range of their stored bit depth (`stored_bits`), so a
+    12-bit scan spans 0-255 as an 8-bit one does and the darkest/brightest levels keep their
+    meaning; float images by their own min and max.
+    """
     if image.dtype == np.uint8:
         return image
     if image.dtype == np.uint16:
-        return (image.astype(np.float32) * (255.0 / 65535.0)).round().astype(np.uint8)
+        scale = 255.0 / (2 ** stored_bits(image) - 1)
+        return (image.astype(np.float32) * scale).round().astype(np.uint8)
     image = image.astype(np.float32)
     low, high = float(image.min()), float(image.max())
     if not np.isfinite([low, high]).all():
@@ -94,6 +112,30 @@ def breast_box(image: np.ndarray) -> tuple[tuple[int, int, int, int], bool]:
     return box, bool(right_heavy)
 
 
+def grow_box(box: tuple[int, int, int, int], size: int, shape: tuple[int, int],
+             mask: np.ndarray | None = None) -> tuple[int, int, int, int]:
+    """`box` grown to hold every lesion pixel of `mask` and at least `size` pixels per side.
+
+    The breast crop must never cut a lesion out of its own target, and a crop smaller than the
+    model's input would be upsampled; both grow the box within the image (whose sides are at
+    least `size`).
+    """
+    y0, y1, x0, x1 = box
+    if mask is not None and np.any(mask):
+        rows, cols = np.nonzero(np.asarray(mask))
+        y0, y1 = min(y0, int(rows.min())), max(y1, int(rows.max()) + 1)
+        x0, x1 = min(x0, int(cols.min())), max(x1, int(cols.max()) + 1)
+
+    def at_least(start: int, stop: int, limit: int) -> tuple[int, int]:
+        missing = size - (stop - start)
+        if missing <= 0:
+            return start, stop
+        start = min(max(0, start - missing // 2), limit - size)
+        return start, start + size
+
+    return (*at_least(y0, y1, shape[0]), *at_least(x0, x1, shape[1]))
+
+
 class Preprocess(grain.transforms.Map):
     """Record -> {'image': uint8 (S, S, 1), 'mask': uint8 (S, S, 1)} at the model's resolution.
 
@@ -130,7 +172,8 @@ class Preprocess(grain.transforms.Map):
         box, right_heavy = (0, height, 0, width), False
         if self.crop_breast or self.canonical_side:
             found, right_heavy = breast_box(image)
-            box = found if self.crop_breast else box
+            if self.crop_breast:
+                box = grow_box(found, size, (height, width), mask)
         flipped = bool(self.canonical_side) and right_heavy == (self.canonical_side == "left")
         y0, y1, x0, x1 = box
         image = image[y0:y1, x0:x1]
