@@ -185,7 +185,8 @@ class JaxTrainer:
         return float(metrics.compute()["loss"])
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        return np.asarray(self._probabilities(self.snapshot(), images))
+        variables = {"params": self.state.params, "batch_stats": self.state.batch_stats}
+        return np.asarray(self._probabilities(variables, images))
 
     def snapshot(self) -> Any:
         import jax
