@@ -50,6 +50,8 @@ from typing import Any, Protocol  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from msunet.data.preprocess import model_inputs  # noqa: E402
+
 FRAMEWORKS = ("jax", "keras-tf")
 KERAS_EPSILON = 1e-7  # Keras' probability clipping and Adam epsilon
 
@@ -111,23 +113,16 @@ def split_batches(spec: Spec, split: str) -> list[dict[str, np.ndarray]]:
     return list(data_lib.eval_dataset(config.data, source, spec.batch))
 
 
-def to_float(images: np.ndarray) -> np.ndarray:
-    """uint8 images -> float32 in [0, 1], as msunet's train step does."""
-    return images.astype(np.float32) / 255.0
-
-
 def scores(probabilities: list[np.ndarray], masks: list[np.ndarray],
            threshold: float = 0.5) -> dict[str, float]:
     """Loss and pooled pixel metrics of a split, the same code for every framework."""
-    from msunet.metrics import pixel_counts, ratios
+    from msunet.metrics import TRAIN_METRICS, pixel_counts, ratios
 
     p = np.concatenate([batch.ravel() for batch in probabilities]).astype(np.float64)
     truth = np.concatenate([batch.ravel() for batch in masks]) > 0
     clipped = np.clip(p, KERAS_EPSILON, 1 - KERAS_EPSILON)
     loss = -np.mean(np.where(truth, np.log(clipped), np.log1p(-clipped)))
-    pooled = ratios(pixel_counts(p >= threshold, truth))
-    return {"loss": float(loss), **{key: pooled[key] for key in
-                                    ("fg_iou", "dice", "accuracy", "mean_iou_2class")}}
+    return {"loss": float(loss), **ratios(pixel_counts(p >= threshold, truth), TRAIN_METRICS)}
 
 
 def check_loss_fell(losses: list[float], framework: str) -> None:
@@ -160,7 +155,8 @@ class JaxTrainer:
         import jax
 
         from msunet.convert import from_keras
-        from msunet.train import create_model, create_train_state, train_step
+        from msunet.state import create_model, create_train_state
+        from msunet.training import train_step
 
         self.config = data_config(spec)
         self.config.optim.keras_epsilon = keras_epsilon
@@ -232,7 +228,7 @@ class KerasTrainer:
         return float(np.asarray(self.model.optimizer.learning_rate))
 
     def step(self, batch: dict[str, np.ndarray]) -> float:
-        return float(self.model.train_on_batch(to_float(batch["image"]),
+        return float(self.model.train_on_batch(model_inputs(batch["image"]),
                                                batch["mask"].astype(np.float32)))
 
     def predict(self, images: np.ndarray) -> np.ndarray:
@@ -247,7 +243,7 @@ class KerasTrainer:
 
 def evaluate(trainer: Trainer, batches: list[dict[str, np.ndarray]]) -> dict[str, float]:
     """`scores` of the trainer's current weights on `batches`."""
-    return scores([trainer.predict(to_float(batch["image"])) for batch in batches],
+    return scores([trainer.predict(model_inputs(batch["image"])) for batch in batches],
                   [batch["mask"] for batch in batches])
 
 

@@ -14,7 +14,7 @@ augmented training batches, and takes that many Adam steps in each variant:
 
 For each it records the per-step training losses and, against `keras-f64`, the largest relative
 loss difference and the largest absolute difference of any final parameter or BatchNorm
-statistic. `tests/test_keras_parity.py` runs `keras-f64` and `msunet` and bounds both.
+statistic. `tests/benchmarks/test_parity.py` runs `keras-f64` and `msunet` and bounds both.
 """
 
 from __future__ import annotations

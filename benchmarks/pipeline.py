@@ -23,7 +23,6 @@ from absl import app, flags
 
 from configs.smoke import get_config
 from msunet.data import build_cache, open_source, train_dataset
-from msunet.data.cache import cache_root
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FLAGS = flags.FLAGS
@@ -55,7 +54,7 @@ def main(argv: list[str]) -> None:
     raw = open_source(data)
     with tempfile.TemporaryDirectory() as workdir:
         start = time.perf_counter()
-        cached = build_cache(raw, data, cache_root(data, workdir), data.num_threads)
+        cached = build_cache(raw, data, pathlib.Path(workdir) / "cache", data.num_threads)
         build_seconds = time.perf_counter() - start
         rows = []
         for workers in map(int, FLAGS.workers):

@@ -20,49 +20,16 @@ import sys
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 
-WORKER = """
-import json, sys, time
-import jax, numpy as np
-from msunet import parallel, train
-from msunet.config import base_config
-
-devices, size, width, batch, steps = map(int, sys.argv[1:6])
-config = base_config()
-config.data.image_size, config.model.base_filters, config.train.batch_size = size, width, batch
-mesh = jax.sharding.Mesh(np.array(jax.devices()[:devices]), (parallel.DATA_AXIS,))
-parallel.per_process_batch_size(batch, mesh, "batch")
-state = parallel.replicate(train.create_train_state(config, jax.random.key(0)), mesh)
-rng = np.random.default_rng(0)
-batch_np = {"image": rng.integers(0, 256, (batch, size, size, 1), dtype=np.uint8),
-            "mask": (rng.uniform(size=(batch, size, size, 1)) < 0.05).astype(np.uint8)}
-sharded = parallel.shard_batch(batch_np, mesh)
-step = jax.jit(lambda s, b: train.train_step(s, b, threshold=0.5), donate_argnums=0)
-start = time.perf_counter()
-state, _, _ = step(state, sharded)
-jax.block_until_ready(state)
-compile_s = time.perf_counter() - start
-times = []
-for _ in range(steps):
-    start = time.perf_counter()
-    state, _, _ = step(state, sharded)
-    jax.block_until_ready(state)
-    times.append(time.perf_counter() - start)
-median = sorted(times)[len(times) // 2]
-print(json.dumps({"devices": devices, "platform": jax.devices()[0].platform,
-                  "compile_s": compile_s, "step_s_median": median,
-                  "images_per_s": batch / median}))
-"""
-
-
 def measure(devices: int, size: int, width: int, batch: int, steps: int) -> dict:
-    """One subprocess per device count (the count is fixed when JAX starts)."""
+    """One `benchmarks.scaling_worker` process per device count (fixed when JAX starts)."""
     env = dict(os.environ)
     if env.get("JAX_PLATFORMS", "cpu") == "cpu":
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
                             f" --xla_force_host_platform_device_count={devices}").strip()
-    result = subprocess.run([sys.executable, "-c", WORKER, str(devices), str(size), str(width),
-                             str(batch), str(steps)], env=env, capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run([sys.executable, "-m", "benchmarks.scaling_worker", str(devices),
+                             str(size), str(width), str(batch), str(steps)], env=env,
+                            capture_output=True, text=True, check=False,
+                            cwd=pathlib.Path(__file__).parents[1])
     if result.returncode:
         raise RuntimeError(f"{devices} devices failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])

@@ -94,7 +94,9 @@ def measure_jax(spec: Spec) -> dict[str, Any]:
     import jax.numpy as jnp
 
     from msunet.config import base_config
-    from msunet.train import create_train_state, train_step
+    from msunet.data.preprocess import model_inputs
+    from msunet.state import create_train_state
+    from msunet.training import train_step
 
     config = base_config()
     config.model.name = spec.model
@@ -119,7 +121,7 @@ def measure_jax(spec: Spec) -> dict[str, Any]:
     @jax.jit
     def infer(params: Any, batch_stats: Any, x: jax.Array) -> jax.Array:
         logits = holder["state"].apply_fn({"params": params, "batch_stats": batch_stats},
-                                          x.astype(jnp.float32) / 255.0, train=False)
+                                          model_inputs(x), train=False)
         return jax.nn.sigmoid(logits)
 
     trained = holder["state"]
@@ -148,7 +150,9 @@ def measure_keras(spec: Spec) -> dict[str, Any]:
     model.compile(optimizer=keras.optimizers.Adam(1e-3, epsilon=1e-7),
                   loss="binary_crossentropy")
     images, masks = make_batch(spec)
-    x, y = images.astype(np.float32) / 255.0, masks.astype(np.float32)
+    from msunet.data.preprocess import model_inputs
+
+    x, y = model_inputs(images), masks.astype(np.float32)
     train_first, train_times = _time_calls(lambda: model.train_on_batch(x, y), spec.train_steps)
     infer_first, infer_times = _time_calls(lambda: model.predict_on_batch(x), spec.infer_steps)
     backend = keras.backend.backend()

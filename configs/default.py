@@ -1,4 +1,4 @@
-"""Default: a narrow MultiResUNet on 128x128 built-in synthetic mammograms, ~10 min on 2 CPU cores.
+"""Default: a narrow MultiResUNet on 128x128 built-in synthetic mammograms, minutes on 2 CPU cores.
 
     python -m msunet.train --config configs/default.py --workdir runs/default
 

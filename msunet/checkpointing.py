@@ -1,6 +1,6 @@
 """Every orbax call of msunet, in one place.
 
-A workdir holds two checkpoint trees:
+A run keeps two checkpoint trees (their folders are named by `msunet.workdir.Workdir`):
 - `checkpoints/`: the latest steps (train state + grain iterator state, so a resumed run reads
   exactly the batches an uninterrupted one would); `max_to_keep` bounds disk use.
 - `best/`: the single best step by the validation metric (train state only).
@@ -28,17 +28,17 @@ class Restored(NamedTuple):
 
 
 class Checkpointer:
-    """Latest and best checkpoints of one workdir."""
+    """Latest and best checkpoints of one run (`Workdir.checkpointer()` builds one)."""
 
-    def __init__(self, workdir: str | pathlib.Path, max_to_keep: int = 2) -> None:
-        workdir = pathlib.Path(workdir).absolute()
+    def __init__(self, latest_dir: str | pathlib.Path, best_dir: str | pathlib.Path,
+                 max_to_keep: int = 2) -> None:
         self._latest = ocp.CheckpointManager(
-            workdir / "checkpoints",
+            pathlib.Path(latest_dir).absolute(),
             options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
             item_names=("state", "data", "meta"),
         )
         self._best = ocp.CheckpointManager(
-            workdir / "best",
+            pathlib.Path(best_dir).absolute(),
             options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True),
             item_names=("state",),
         )

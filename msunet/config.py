@@ -15,7 +15,8 @@ def base_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
 
     config.model = model = ml_collections.ConfigDict()
-    model.name = "multiresunet"  # "multiresunet" or "unet"
+    model.name = "multiresunet"  # a name in msunet.models.MODELS: "multiresunet" or "unet"
+    # The model class takes the fields below that it declares (msunet.state.create_model).
     model.base_filters = 32  # width of the first stage; doubles per stage (32 in the paper)
     model.alpha = 1.67  # MultiResBlock width multiplier (MultiResUNet only)
     model.in_channels = 1  # grey mammograms
@@ -25,7 +26,8 @@ def base_config() -> ml_collections.ConfigDict:
     model.head_bias_init = 0.0  # initial logit offset; 0 = Keras, ~-3 starts at a 5 % lesion prior
 
     config.data = data = ml_collections.ConfigDict()
-    data.source = "synthetic"  # "synthetic" (built in, no download), "miniddsm", "cbis", "folder"
+    data.source = "synthetic"  # a name in msunet.data.SOURCES: "synthetic" (built in, no
+    # download), "miniddsm", "cbis", "folder"
     data.root = ""  # dataset folder for real sources (the images folder for "folder")
     data.masks_dir = ""  # "folder" only: masks with the same file stems as the images
     data.image_size = 256  # square model resolution; a multiple of 16
@@ -75,8 +77,9 @@ def base_config() -> ml_collections.ConfigDict:
     train.eval_every = 500  # steps between validation passes (early stopping counts these)
     train.checkpoint_every = 500  # steps between "latest" checkpoints
     train.max_to_keep = 2  # latest checkpoints kept on disk
-    train.best_metric = "iou"  # validation metric choosing the "best" checkpoint: loss (lower is
-    # better), iou, dice, accuracy or mean_iou_2class (higher is better)
+    train.loss = "bce"  # a name in msunet.losses.LOSSES: "bce" (the paper's) or "bce_dice"
+    train.best_metric = "fg_iou"  # validation metric choosing the "best" checkpoint: loss (lower
+    # is better), fg_iou, dice, accuracy or mean_iou_2class (higher is better)
     train.seed = 0  # initialisation and data-order seed
     train.skip_nonfinite = False  # False: stop at a NaN/Inf loss or gradient; True: skip the step
     train.early_stopping = ml_collections.ConfigDict()

@@ -32,12 +32,15 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import flags, logging
+from absl import flags
 from ml_collections import config_flags
 
-from msunet.cli import parse_flags
+from msunet import cli
+from msunet import data as data_lib
 from msunet.config import base_config
 from msunet.models.multiresunet import MultiResUNet, multires_widths
+from msunet.state import create_train_state
+from msunet.workdir import RunMeta, Workdir
 
 PathLike = str | os.PathLike
 # The layers with variables, by the snake-case class name Keras 3 gives their weight groups.
@@ -349,37 +352,28 @@ def write_workdir(variables: dict[str, Any], config: ml_collections.ConfigDict,
     The model fields of `config` are set from the variables. The Adam state is fresh, so
     `msunet.train` on this workdir fine-tunes the imported weights.
     """
-    from msunet import data as data_lib
-    from msunet.checkpointing import Checkpointer
-    from msunet.train import CONFIG_FILE, create_train_state
-
-    workdir = pathlib.Path(workdir)
-    if (workdir / CONFIG_FILE).exists() or (workdir / "checkpoints").exists():
-        raise FileExistsError(f"{workdir} already holds a run; choose a new --output")
+    run = Workdir(workdir)
+    if run.holds_run():
+        raise FileExistsError(f"{run.root} already holds a run; choose a new --output")
     config = ml_collections.ConfigDict(config.to_dict())
     config.model.name = "multiresunet"
     config.model.update(model_fields(variables))
     state = create_train_state(config, jax.random.key(config.train.seed))
     state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / CONFIG_FILE).write_text(config.to_json_best_effort(indent=2))
-    source = data_lib.build_source(config.data, "train")
+    run.save_config(config)
+    source = data_lib.build_source(config.data, "train", **run.data_paths(config.data))
     data_iterator = iter(data_lib.train_dataset(config.data, source, config.train.batch_size,
                                                 config.train.seed))
-    # The bookkeeping `msunet.train` resumes from: nothing validated or skipped yet.
-    meta = {"early_stopping": {"best_metric": float("inf"), "patience_count": 0,
-                               "should_stop": False},
-            "best": {"step": None, "value": None, "metrics": {}}, "skipped_steps": []}
-    checkpointer = Checkpointer(workdir)
+    checkpointer = run.checkpointer()
     checkpointer.save_best(0, state)
-    checkpointer.save(0, state, data_iterator, meta)
+    # The bookkeeping `msunet.train` resumes from: nothing validated or skipped yet.
+    checkpointer.save(0, state, data_iterator, RunMeta().to_json())
     checkpointer.close()
-    return workdir
+    return run.root
 
 
-def _parse(argv: list[str]) -> flags.FlagValues:
-    """The command line, in its own FlagValues: msunet.train's flags stay separate."""
-    values = flags.FlagValues()
+def define_flags(values: flags.FlagValues, argv: list[str]) -> None:
+    """The command line of `python -m msunet.convert`."""
     flags.DEFINE_string("keras", None, "A Keras MultiResUNet: .weights.h5, .keras or legacy .h5.",
                         flag_values=values)
     flags.DEFINE_string("output", None, "The workdir to write (must not hold a run).",
@@ -387,21 +381,17 @@ def _parse(argv: list[str]) -> flags.FlagValues:
     config_flags.DEFINE_config_file(
         "config", None, "The config stored with the weights (data and eval settings; "
         "model.alpha as the Keras model was built); default: msunet.config.base_config().",
-        flag_values=values)
+        flag_values=values, sys_argv=argv)
     flags.mark_flags_as_required(["keras", "output"], flag_values=values)
-    return parse_flags(values, argv)
 
 
 def main(argv: list[str]) -> None:
     """`python -m msunet.convert --keras FILE --output DIR [--config FILE]`."""
-    args = _parse(argv)
-    logging.set_verbosity(logging.WARNING)
-    try:
+    args = cli.parse(define_flags, argv)
+    with cli.errors():
         config = args.config if args.config is not None else base_config()
         variables = from_keras(args.keras, alpha=config.model.alpha)
         workdir = write_workdir(variables, config, args.output)
-    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as error:
-        sys.exit(f"error: {error}")
     print(json.dumps({"workdir": str(workdir), **model_fields(variables)}))
 
 

@@ -25,24 +25,25 @@ import ml_collections
 import numpy as np
 from absl import flags, logging
 
+from msunet import cli, hostmem
 from msunet import data as data_lib
-from msunet import hostmem
-from msunet.cli import parse_flags
-from msunet.data.pipeline import SPLITS
-from msunet.losses import per_example_bce
-from msunet.metrics import image_scores, summarize
-from msunet.predict import Predictor, load_run_config, load_variables
-from msunet.train import pad_batch
+from msunet.data.pipeline import pad_batch
+from msunet.data.splits import SPLITS
+from msunet.inference import Predictor, load_variables
+from msunet.losses import get_loss
+from msunet.metrics import confusion_counts, image_scores, logit_threshold, ratio, summarize
+from msunet.models import MODELS
+from msunet.workdir import Workdir
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 PER_IMAGE_CSV = "per_image.csv"
-MODEL_NAMES = {"multiresunet": "MultiResUNet", "unet": "U-Net"}
 
 DEFINITIONS = """\
 Definitions (TP, FP, FN, TN: lesion / background pixels predicted right or wrong, at the
 model's resolution, lesion = probability >= threshold):
-- Loss: mean binary cross-entropy per image, x100 (the unit of the paper's Table 1).
+- Loss: the run's training loss (train.loss; BCE by default) per image, averaged, x100 (the
+  unit of the paper's Table 1).
 - Accuracy: pixel accuracy (TP + TN) / all pixels, pooled over the split. Lesions cover a few
   percent of a mammogram, so predicting no lesion at all already scores ~97-99 %.
 - IoU (2-class mean): the mean of lesion IoU TP / (TP + FP + FN) and background IoU
@@ -62,61 +63,49 @@ model's resolution, lesion = probability >= threshold):
 """
 
 
-def _batches(config: ml_collections.ConfigDict, workdir: pathlib.Path, split: str,
+def _batches(config: ml_collections.ConfigDict, workdir: Workdir, split: str,
              ) -> Iterator[tuple[list[dict[str, Any]], dict[str, np.ndarray], int]]:
     """(records, batch padded to train.eval_batch_size, number of real rows) over a split."""
-    source = data_lib.build_source(config.data, split, workdir=workdir)
+    source = data_lib.build_source(config.data, split, **workdir.data_paths(config.data))
     size = config.train.eval_batch_size
-    record = getattr(source, "record", None)  # the real sources' path, case and geometry
     index = 0
     for batch in data_lib.eval_dataset(config.data, source, size):
         count = len(batch["image"])
-        records = [record(i) if record else {"path": f"{config.data.source}://{split}/{i}"}
-                   for i in range(index, index + count)]
+        records = [source.record(i) for i in range(index, index + count)]
         index += count
         yield records, pad_batch(batch, size), count
 
 
-def _logit(threshold: float) -> float:
-    """The logit at which sigmoid reaches `threshold` (comparing logits as training does)."""
-    if not 0 < threshold < 1:
-        raise ValueError(f"a threshold must be strictly between 0 and 1, got {threshold}")
-    return math.log(threshold) - math.log1p(-threshold)
-
-
 def pick_threshold(predictor: Predictor, config: ml_collections.ConfigDict,
-                   workdir: pathlib.Path) -> tuple[float, list[dict[str, float]]]:
+                   workdir: Workdir) -> tuple[float, list[dict[str, float]]]:
     """The `eval.threshold_candidates` value with the highest pooled Dice on the *val* split
     (equivalently the highest pooled fg IoU: Dice = 2 IoU / (1 + IoU)), and the whole curve."""
-    candidates = np.asarray(config.eval.threshold_candidates, np.float64)
-    counts = np.zeros((len(candidates), 3))  # TP, FP, FN per candidate
+    candidates = [float(t) for t in config.eval.threshold_candidates]
+    totals = [dict.fromkeys(("tp", "fp", "fn", "tn"), 0) for _ in candidates]
     for _, batch, count in _batches(config, workdir, "val"):
         logits = predictor.logits(batch["image"])[:count]
         truth = batch["mask"][:count, ..., 0] > 0
-        for k, threshold in enumerate(candidates):
-            predicted = logits >= _logit(threshold)
-            counts[k] += [np.count_nonzero(predicted & truth),
-                          np.count_nonzero(predicted & ~truth),
-                          np.count_nonzero(~predicted & truth)]
-    if counts[0, 0] + counts[0, 2] == 0:
+        for total, threshold in zip(totals, candidates, strict=True):
+            counts = confusion_counts(logits >= logit_threshold(threshold), truth)
+            for key in total:
+                total[key] += int(counts[key])
+    if totals[0]["tp"] + totals[0]["fn"] == 0:
         raise ValueError("cannot pick a threshold on the val split: it has no lesion pixels")
-    denominators = 2 * counts[:, 0] + counts[:, 1] + counts[:, 2]
-    dice = np.divide(2 * counts[:, 0], denominators, out=np.zeros(len(candidates)),
-                     where=denominators > 0)
-    curve = [{"threshold": float(t), "val_pooled_dice": float(d)}
-             for t, d in zip(candidates, dice, strict=True)]
-    return float(candidates[int(np.argmax(dice))]), curve
+    dice = [float(ratio("dice", total)) for total in totals]
+    curve = [{"threshold": t, "val_pooled_dice": d} for t, d in zip(candidates, dice, strict=True)]
+    return candidates[int(np.nanargmax(dice))], curve
 
 
 def score_split(predictor: Predictor, config: ml_collections.ConfigDict,
-                workdir: pathlib.Path, split: str, threshold: float) -> list[dict[str, Any]]:
-    """One row per image of `split`: path, case, `image_scores` and its BCE loss."""
+                workdir: Workdir, split: str, threshold: float) -> list[dict[str, Any]]:
+    """One row per image of `split`: path, case, `image_scores` and its loss (train.loss)."""
+    loss_fn = get_loss(config.train.loss)
     rows = []
     for records, batch, count in _batches(config, workdir, split):
         logits = predictor.logits(batch["image"])
         masks = batch["mask"][..., 0] > 0
-        losses = np.asarray(per_example_bce(logits, masks))
-        predicted = logits >= _logit(threshold)
+        losses = np.asarray(loss_fn(logits[..., None], masks[..., None]))
+        predicted = logits >= logit_threshold(threshold)
         for i in range(count):
             record = records[i]
             rows.append({"index": len(rows), "path": record.get("path", ""),
@@ -138,7 +127,7 @@ def _percent(value: float | None) -> str:
 def markdown_report(report: dict[str, Any]) -> str:
     """report.md: the paper-shaped table, image counts, settings and the definitions."""
     m = {key: float("nan") if value is None else value for key, value in report["metrics"].items()}
-    model = MODEL_NAMES.get(report["model"], report["model"])
+    model = MODELS[report["model"]].__name__ if report["model"] in MODELS else report["model"]
     hd95 = "n/a" if math.isnan(m["hd95_px"]) else f"{m['hd95_px']:.1f}"
     lines = [
         f"# Evaluation of {report['workdir']} on the {report['split']} split",
@@ -183,16 +172,16 @@ def evaluate(workdir: str | pathlib.Path, split: str = "test", checkpoint: str =
     `pick_threshold_on_val` overrides `eval.pick_threshold`. Returns the report (as in
     report.json) with `files`, the paths written.
     """
-    workdir = pathlib.Path(workdir)
+    run = Workdir(workdir)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-    config = load_run_config(workdir)
+    config = run.load_config()
     variables, step = load_variables(workdir, config, checkpoint)
     predictor = Predictor(variables, config)
     pick = config.eval.pick_threshold if pick_threshold_on_val is None else pick_threshold_on_val
     curve: list[dict[str, float]] = []
     if pick:
-        threshold, curve = pick_threshold(predictor, config, workdir)
+        threshold, curve = pick_threshold(predictor, config, run)
         source = "picked on the val split by pooled Dice"
         if split == "val":
             source += " (the split scored here: optimistic)"
@@ -200,17 +189,17 @@ def evaluate(workdir: str | pathlib.Path, split: str = "test", checkpoint: str =
                             "its scores are optimistic; score --split test for an honest one")
     else:
         threshold, source = float(config.eval.threshold), "eval.threshold"
-    rows = score_split(predictor, config, workdir, split, threshold)
+    rows = score_split(predictor, config, run, split, threshold)
     report = {
         "workdir": str(workdir), "model": config.model.name, "split": split,
         "checkpoint": checkpoint, "step": step, "data_source": config.data.source,
         "image_size": config.data.image_size, "threshold": threshold,
         "threshold_source": source, "threshold_curve": curve,
-        "tta_hflip": bool(config.eval.tta_hflip),
+        "tta_hflip": bool(config.eval.tta_hflip), "loss_name": config.train.loss,
         "loss": float(np.mean([row["loss"] for row in rows])),
         "metrics": {key: _finite(value) for key, value in summarize(rows).items()},
     }
-    output = pathlib.Path(output) if output else workdir / "eval" / f"{split}_{checkpoint}"
+    output = pathlib.Path(output) if output else run.eval_dir(split, checkpoint)
     output.mkdir(parents=True, exist_ok=True)
     files = {"json": output / REPORT_JSON, "markdown": output / REPORT_MD,
              "csv": output / PER_IMAGE_CSV}
@@ -223,9 +212,8 @@ def evaluate(workdir: str | pathlib.Path, split: str = "test", checkpoint: str =
     return report | {"files": {key: str(path) for key, path in files.items()}}
 
 
-def _parse(argv: list[str]) -> flags.FlagValues:
-    """The command line, in its own FlagValues: msunet.train's flags stay separate."""
-    values = flags.FlagValues()
+def define_flags(values: flags.FlagValues, argv: list[str]) -> None:
+    """The command line of `python -m msunet.evaluate`."""
     flags.DEFINE_string("workdir", None, "A training workdir (config.json and checkpoints).",
                         flag_values=values)
     flags.DEFINE_enum("split", "test", list(SPLITS), "Which split to score.", flag_values=values)
@@ -237,20 +225,15 @@ def _parse(argv: list[str]) -> flags.FlagValues:
     flags.DEFINE_string("output", None, "Folder for the reports (default: "
                         "<workdir>/eval/<split>_<checkpoint>).", flag_values=values)
     flags.mark_flags_as_required(["workdir"], flag_values=values)
-    return parse_flags(values, argv)
 
 
 def main(argv: list[str]) -> None:
     """Evaluate and print the paper-shaped table; exits non-zero with `error: ...` on failure."""
-    args = _parse(argv)
-    flags.FLAGS.mark_as_parsed()  # grain reads absl flags; this CLI parses its own FlagValues
-    logging.set_verbosity(logging.WARNING)
-    try:
+    args = cli.parse(define_flags, argv)
+    with cli.errors():
         hostmem.keep_freed_memory_unless_disabled()
         report = evaluate(args.workdir, args.split, args.checkpoint, args.pick_threshold,
                           args.output)
-    except (ValueError, FileNotFoundError, ImportError, OSError) as error:
-        sys.exit(f"error: {error}")
     print(pathlib.Path(report["files"]["markdown"]).read_text())
     print("wrote " + ", ".join(report["files"].values()))
 

@@ -9,7 +9,7 @@ Keras/TF with and without this setting (`keras-tf-kept`; README, Benchmarks).
 `keep_freed_memory()` tells glibc to grow one heap instead of mapping large blocks and never to
 give freed memory back, so later steps reuse pages that are already mapped. The price: the
 process keeps its peak memory until it exits, and fragmentation can grow the heap once, early
-in training (256x256 batch-8 runs peaked at 9.3-15 GB resident instead of ~9.4 GB).
+in training (the peak resident memory of each variant is in the full benchmark's results).
 The command-line tools call it at start unless MSUNET_KEEP_FREED_MEMORY=0; library users may
 call it themselves, before JAX runs anything.
 """

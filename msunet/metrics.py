@@ -17,12 +17,21 @@ out of means; the 2-class mean IoU averages the classes that are present (Keras'
 lesion-free image predicted lesion-free scores its background IoU, 1.0. A split without any lesion
 pixel therefore has no fg IoU, and training refuses to pick its best checkpoint by one.
 
+One confusion core serves every caller: `confusion_counts` and `RATIOS` (name -> numerator and
+denominator of the counts) work on numpy and jax arrays alike, so training's clu metrics
+(`SegmentationMetrics`), evaluation, threshold picking and the benchmarks compute each number
+from the same definition, under one name (`fg_iou` is foreground IoU everywhere).
+
 During training these are *pooled*: counts summed over every pixel of the split, then divided.
 Evaluation (numpy, below the training metrics) adds per-image scores, sensitivity, specificity,
 precision, the 95th-percentile Hausdorff distance and an explicit policy for lesion-free images.
 """
 
 # No `from __future__ import annotations`: clu reads the Collection annotations as classes.
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import cv2
 import flax.struct
@@ -31,39 +40,74 @@ import numpy as np
 import scipy.ndimage
 from clu import metrics as clu_metrics
 
+COUNTS = ("tp", "fp", "fn", "tn")
+Counts = Mapping[str, Any]  # TP/FP/FN/TN as numbers, numpy or jax arrays
 
-def confusion_counts(logits: jnp.ndarray, labels: jnp.ndarray, threshold: float = 0.5,
-                     mask: jnp.ndarray | None = None) -> dict[str, jnp.ndarray]:
-    """TP/FP/FN/TN pixel counts of sigmoid(logits) >= threshold against binary labels.
+# Each ratio as (numerator, denominator) of the counts; 0/0 is NaN (the empty-mask rule).
+RATIOS: dict[str, Callable[[Counts], tuple[Any, Any]]] = {
+    "accuracy": lambda c: (c["tp"] + c["tn"], c["tp"] + c["fp"] + c["fn"] + c["tn"]),
+    "fg_iou": lambda c: (c["tp"], c["tp"] + c["fp"] + c["fn"]),
+    "bg_iou": lambda c: (c["tn"], c["tn"] + c["fp"] + c["fn"]),
+    "dice": lambda c: (2 * c["tp"], 2 * c["tp"] + c["fp"] + c["fn"]),
+    "sensitivity": lambda c: (c["tp"], c["tp"] + c["fn"]),
+    "specificity": lambda c: (c["tn"], c["tn"] + c["fp"]),
+    "precision": lambda c: (c["tp"], c["tp"] + c["fp"]),
+}
+# What training/validation log (with the loss), and what evaluation reports: every ratio.
+TRAIN_METRICS = ("accuracy", "fg_iou", "dice", "mean_iou_2class")
+EVAL_METRICS = (*RATIOS, "mean_iou_2class")
 
-    `mask` (shape (N,), clu's example mask) leaves out padded examples of a partial batch.
+
+def logit_threshold(threshold: float) -> float:
+    """The logit at which sigmoid reaches `threshold`: a pixel is lesion when its logit is at
+    or above it (comparing logits keeps probabilities that round to 1.0 apart)."""
+    if not 0 < threshold < 1:
+        raise ValueError(f"a threshold must be strictly between 0 and 1, got {threshold}")
+    return math.log(threshold) - math.log1p(-threshold)
+
+
+def confusion_counts(predicted: Any, truth: Any, weights: Any = None, xp: Any = np,
+                     ) -> dict[str, Any]:
+    """TP/FP/FN/TN pixel counts of two boolean masks of one shape, numpy (`xp=np`) or jax
+    (`xp=jnp`); `weights` (broadcast to the masks) weighs each pixel, e.g. 0 for padding."""
+    if predicted.shape != truth.shape:
+        raise ValueError(f"predicted mask {predicted.shape} and truth {truth.shape} differ")
+    predicted, truth = predicted.astype(bool), truth.astype(bool)
+    cells = {"tp": predicted & truth, "fp": predicted & ~truth,
+             "fn": ~predicted & truth, "tn": ~predicted & ~truth}
+    if weights is None:
+        return {key: xp.count_nonzero(cell) for key, cell in cells.items()}
+    return {key: xp.sum(cell * weights) for key, cell in cells.items()}
+
+
+def ratio(name: str, counts: Counts, xp: Any = np) -> Any:
+    """The ratio `name` of `counts` (see RATIOS, plus mean_iou_2class); NaN where undefined.
+
+    mean_iou_2class averages lesion and background IoU over the classes whose denominator is
+    non-zero, exactly as Keras `MeanIoU(num_classes=2)` does: on a lesion-free image predicted
+    lesion-free it is the background IoU alone, 1.0.
     """
-    logit_threshold = jnp.log(threshold) - jnp.log1p(-threshold)
-    predicted = logits >= logit_threshold
-    truth = labels > 0
-    weights = jnp.ones(logits.shape[0]) if mask is None else mask
-    pixel_weights = jnp.broadcast_to(
-        weights.reshape((-1,) + (1,) * (logits.ndim - 1)), logits.shape).astype(jnp.float32)
-
-    def count(selection: jnp.ndarray) -> jnp.ndarray:
-        return jnp.sum(selection * pixel_weights)
-
-    return {
-        "tp": count(predicted & truth),
-        "fp": count(predicted & ~truth),
-        "fn": count(~predicted & truth),
-        "tn": count(~predicted & ~truth),
-    }
+    if name == "mean_iou_2class":
+        ious = xp.stack([ratio("fg_iou", counts, xp), ratio("bg_iou", counts, xp)])
+        present = ~xp.isnan(ious)
+        total = xp.where(present, ious, 0.0).sum()
+        return xp.where(present.any(), total / xp.maximum(present.sum(), 1), xp.nan)
+    if name not in RATIOS:
+        raise ValueError(f"unknown metric {name!r}; expected one of "
+                         f"{sorted([*RATIOS, 'mean_iou_2class'])}")
+    numerator, denominator = RATIOS[name](counts)
+    return xp.where(denominator > 0, numerator / xp.maximum(denominator, 1e-12), xp.nan)
 
 
-def _safe_ratio(numerator: jnp.ndarray, denominator: jnp.ndarray) -> jnp.ndarray:
-    """numerator / denominator, NaN where the denominator is 0 (the empty-mask rule above)."""
-    return jnp.where(denominator > 0, numerator / jnp.maximum(denominator, 1e-12), jnp.nan)
+def ratios(counts: Counts, names: tuple[str, ...] = EVAL_METRICS) -> dict[str, float]:
+    """The named ratios of (numpy or Python) counts, as floats."""
+    return {name: float(ratio(name, counts)) for name in names}
 
 
 @flax.struct.dataclass
-class ConfusionCounts(clu_metrics.Metric):
-    """Pooled pixel confusion counts; subclasses turn them into one number.
+class PooledRatio(clu_metrics.Metric):
+    """Pixel confusion counts pooled over batches; a subclass made by `of(name)` computes one
+    ratio of them.
 
     Ground truth comes in as `labels=`: clu reserves `mask=` for the example mask, which here
     leaves out padded examples of a last partial batch.
@@ -73,64 +117,42 @@ class ConfusionCounts(clu_metrics.Metric):
     fp: jnp.ndarray
     fn: jnp.ndarray
     tn: jnp.ndarray
+    NAME = ""
+
+    @classmethod
+    def of(cls, name: str) -> type["PooledRatio"]:
+        """The clu metric computing ratio `name` (one of RATIOS or mean_iou_2class)."""
+        ratio(name, dict.fromkeys(COUNTS, 1.0))  # an unknown name fails here, not in jit
+        return flax.struct.dataclass(type(f"Pooled_{name}", (cls,), {"NAME": name}))
 
     @classmethod
     def from_model_output(cls, *, logits: jnp.ndarray, labels: jnp.ndarray,
                           mask: jnp.ndarray | None = None, threshold: float = 0.5,
-                          **_) -> "ConfusionCounts":
-        return cls(**confusion_counts(logits, labels, threshold, mask))
+                          **_) -> "PooledRatio":
+        weights = jnp.ones(logits.shape[0]) if mask is None else mask
+        weights = weights.reshape((-1,) + (1,) * (logits.ndim - 1)).astype(jnp.float32)
+        return cls(**confusion_counts(logits >= logit_threshold(threshold), labels > 0,
+                                      weights, xp=jnp))
 
-    def merge(self, other: "ConfusionCounts") -> "ConfusionCounts":
+    def merge(self, other: "PooledRatio") -> "PooledRatio":
         return type(self)(tp=self.tp + other.tp, fp=self.fp + other.fp,
                           fn=self.fn + other.fn, tn=self.tn + other.tn)
 
     def compute(self) -> jnp.ndarray:
-        raise NotImplementedError("use a subclass: PixelAccuracy, ForegroundIoU, Dice, MeanIoU2")
-
-
-@flax.struct.dataclass
-class PixelAccuracy(ConfusionCounts):
-    """(TP + TN) / all pixels."""
-
-    def compute(self) -> jnp.ndarray:
-        return _safe_ratio(self.tp + self.tn, self.tp + self.tn + self.fp + self.fn)
-
-
-@flax.struct.dataclass
-class ForegroundIoU(ConfusionCounts):
-    """TP / (TP + FP + FN), pooled."""
-
-    def compute(self) -> jnp.ndarray:
-        return _safe_ratio(self.tp, self.tp + self.fp + self.fn)
-
-
-@flax.struct.dataclass
-class Dice(ConfusionCounts):
-    """2 TP / (2 TP + FP + FN), pooled."""
-
-    def compute(self) -> jnp.ndarray:
-        return _safe_ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn)
-
-
-@flax.struct.dataclass
-class MeanIoU2(ConfusionCounts):
-    """Mean of lesion IoU and background IoU (Keras MeanIoU(num_classes=2)), pooled."""
-
-    def compute(self) -> jnp.ndarray:
-        ious = jnp.stack([_safe_ratio(self.tp, self.tp + self.fp + self.fn),
-                          _safe_ratio(self.tn, self.tn + self.fp + self.fn)])
-        return jnp.nanmean(ious)  # the classes present; NaN only for an empty split
+        if not self.NAME:
+            raise NotImplementedError("use PooledRatio.of(name)")
+        return ratio(self.NAME, {key: getattr(self, key) for key in COUNTS}, xp=jnp)
 
 
 @flax.struct.dataclass
 class SegmentationMetrics(clu_metrics.Collection):
-    """What training and validation report: loss, pixel accuracy, fg IoU, Dice, 2-class mIoU."""
+    """What training and validation report: loss and TRAIN_METRICS, pooled."""
 
     loss: clu_metrics.Average.from_output("loss")
-    accuracy: PixelAccuracy
-    iou: ForegroundIoU
-    dice: Dice
-    mean_iou_2class: MeanIoU2
+    accuracy: PooledRatio.of("accuracy")
+    fg_iou: PooledRatio.of("fg_iou")
+    dice: PooledRatio.of("dice")
+    mean_iou_2class: PooledRatio.of("mean_iou_2class")
 
 
 # --- Evaluation metrics (numpy, per image and over a split) -------------------------------------
@@ -140,55 +162,19 @@ class SegmentationMetrics(clu_metrics.Collection):
 #   (an image whose lesion is missed entirely scores 0). Lesion-free images are excluded, since
 #   their fg IoU is 0/0; they are reported separately as the share of lesion-free images with
 #   any predicted lesion pixel ("false-positive image rate").
-# - pooled: TP/FP/FN/TN summed over every pixel of the split, then divided, for fg IoU, Dice,
-#   pixel accuracy, 2-class mean IoU, sensitivity, specificity and precision.
+# - pooled: TP/FP/FN/TN summed over every pixel of the split, then divided, for EVAL_METRICS.
 # - 95th-percentile Hausdorff distance: per image where both masks have lesion pixels (else
 #   undefined and left out), then averaged.
 # Undefined ratios (0/0) are NaN and left out of means (the empty-mask rule at the top).
 
-EVAL_RATIOS = ("accuracy", "fg_iou", "dice", "mean_iou_2class", "sensitivity", "specificity",
-               "precision")
-
 
 def pixel_counts(predicted: np.ndarray, truth: np.ndarray) -> dict[str, int]:
-    """TP, FP, FN and TN pixel counts of two boolean masks of the same shape."""
-    if predicted.shape != truth.shape:
-        raise ValueError(f"predicted mask {predicted.shape} and truth {truth.shape} differ")
-    predicted, truth = predicted.astype(bool), truth.astype(bool)
-    return {"tp": int(np.count_nonzero(predicted & truth)),
-            "fp": int(np.count_nonzero(predicted & ~truth)),
-            "fn": int(np.count_nonzero(~predicted & truth)),
-            "tn": int(np.count_nonzero(~predicted & ~truth))}
+    """TP, FP, FN and TN pixel counts of two boolean numpy masks, as ints."""
+    return {key: int(value) for key, value in confusion_counts(predicted, truth).items()}
 
 
 def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator > 0 else float("nan")
-
-
-def ratios(counts: dict[str, int]) -> dict[str, float]:
-    """The evaluation ratios of TP/FP/FN/TN counts (NaN where a denominator is 0).
-
-    - accuracy = (TP + TN) / (TP + FP + FN + TN)
-    - fg_iou = TP / (TP + FP + FN); dice = 2 TP / (2 TP + FP + FN)
-    - mean_iou_2class: mean of lesion IoU TP / (TP + FP + FN) and background IoU
-      TN / (TN + FP + FN) over the classes whose denominator is non-zero, exactly as Keras
-      `MeanIoU(num_classes=2)` does (on a lesion-free image predicted lesion-free it is the
-      background IoU alone, 1.0)
-    - sensitivity (recall) = TP / (TP + FN); specificity = TN / (TN + FP);
-      precision = TP / (TP + FP)
-    """
-    tp, fp, fn, tn = (counts[key] for key in ("tp", "fp", "fn", "tn"))
-    class_ious = [_ratio(tp, tp + fp + fn), _ratio(tn, tn + fp + fn)]
-    valid = [iou for iou in class_ious if not np.isnan(iou)]
-    return {
-        "accuracy": _ratio(tp + tn, tp + fp + fn + tn),
-        "fg_iou": class_ious[0],
-        "dice": _ratio(2 * tp, 2 * tp + fp + fn),
-        "mean_iou_2class": float(np.mean(valid)) if valid else float("nan"),
-        "sensitivity": _ratio(tp, tp + fn),
-        "specificity": _ratio(tn, tn + fp),
-        "precision": _ratio(tp, tp + fp),
-    }
 
 
 def _surface(mask: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ Keras 3 and optax agree on Adam's moments but not on where epsilon goes:
 Written in optax's terms, Keras adds `eps / sqrt(1 - b2^t)` to `sqrt(v_hat)`: 31.6 eps at the
 first step, decaying to eps. It matters only where gradients are as small as eps, but it is the
 difference between following the Keras original step for step and not (see
-`tests/test_keras_parity.py`). `optim.keras_epsilon` picks the rule; both keep optax's
+`tests/benchmarks/test_parity.py`). `optim.keras_epsilon` picks the rule; both keep optax's
 `ScaleByAdamState`, so checkpoints have the same structure either way.
 """
 

@@ -14,25 +14,25 @@ import sys
 
 from absl import flags
 
-from msunet.writers import METRICS_FILE
+from msunet import cli
+from msunet.workdir import Workdir
 
-CURVES_FILE = "training_curves.png"
 # (panel title, [(metric key without prefix, line style, label suffix)])
 PANELS = (
     ("Loss (binary cross-entropy)", [("loss", "-", "")]),
     ("Pixel accuracy", [("accuracy", "-", "")]),
-    ("IoU", [("iou", "-", " fg IoU"), ("mean_iou_2class", "--", " 2-class mean IoU")]),
+    ("IoU", [("fg_iou", "-", " fg IoU"), ("mean_iou_2class", "--", " 2-class mean IoU")]),
 )
 
 
 def read_metrics(workdir: str | pathlib.Path) -> list[dict[str, float]]:
     """The rows of a workdir's metrics.jsonl; FileNotFoundError names what is missing."""
-    workdir = pathlib.Path(workdir)
-    if not workdir.is_dir():
-        raise FileNotFoundError(f"workdir {workdir} does not exist")
-    path = workdir / METRICS_FILE
+    run = Workdir(workdir)
+    if not run.root.is_dir():
+        raise FileNotFoundError(f"workdir {run.root} does not exist")
+    path = run.metrics_file
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: no training has logged in {workdir}")
+        raise FileNotFoundError(f"{path} not found: no training has logged in {run.root}")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
@@ -46,8 +46,8 @@ def plot_training_curves(workdir: str | pathlib.Path,
 
     rows = read_metrics(workdir)
     if not any(key.startswith(("train_", "val_")) for row in rows for key in row):
-        raise ValueError(f"{pathlib.Path(workdir) / METRICS_FILE} has no train_/val_ metrics")
-    output = pathlib.Path(output) if output else pathlib.Path(workdir) / CURVES_FILE
+        raise ValueError(f"{Workdir(workdir).metrics_file} has no train_/val_ metrics")
+    output = pathlib.Path(output) if output else Workdir(workdir).curves_file
     figure, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 4))
     for axis, (title, lines) in zip(axes, PANELS, strict=True):
         for prefix, color, name in (("train_", "tab:blue", "train"),
@@ -69,21 +69,20 @@ def plot_training_curves(workdir: str | pathlib.Path,
     return output
 
 
-def main(argv: list[str]) -> None:
-    """Write the PNG and print its path; `error: ...` and a non-zero exit on failure."""
-    values = flags.FlagValues()
+def define_flags(values: flags.FlagValues, argv: list[str]) -> None:
+    """The command line of `python -m msunet.plot`."""
     flags.DEFINE_string("workdir", None, "A training workdir with metrics.jsonl.",
                         flag_values=values)
     flags.DEFINE_string("output", None, "PNG path (default <workdir>/training_curves.png).",
                         flag_values=values)
     flags.mark_flags_as_required(["workdir"], flag_values=values)
-    try:
-        values(argv)
-        print(plot_training_curves(values.workdir, values.output))
-    except flags.Error as error:
-        sys.exit(f"error: {error}\n\n{values.main_module_help()}")
-    except (ValueError, FileNotFoundError, OSError) as error:
-        sys.exit(f"error: {error}")
+
+
+def main(argv: list[str]) -> None:
+    """Write the PNG and print its path; `error: ...` and a non-zero exit on failure."""
+    args = cli.parse(define_flags, argv)
+    with cli.errors():
+        print(plot_training_curves(args.workdir, args.output))
 
 
 if __name__ == "__main__":

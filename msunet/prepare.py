@@ -6,6 +6,7 @@
 Decodes every image once, crops, resizes and applies CLAHE, and stores the result under
 `data.cache_dir` (default `<workdir>/cache`), keyed by the files and the preprocessing
 settings; writes the patient split to `<workdir>/splits.json` and prints what it found.
+Without --workdir, the cache goes to `data.cache_dir` and the split is drawn but not saved.
 """
 
 from __future__ import annotations
@@ -15,47 +16,51 @@ import sys
 import time
 
 import ml_collections
-from absl import app, flags, logging
+from absl import flags
 from ml_collections import config_flags
 
-from msunet.data.cache import build_cache, cache_root
-from msunet.data.pipeline import SPLITS, open_source
-from msunet.data.splits import load_or_create_splits
+from msunet import cli
+from msunet.data.cache import build_cache, default_cache_dir
+from msunet.data.pipeline import open_source
+from msunet.data.splits import SPLITS, load_or_create_splits
+from msunet.workdir import Workdir
 
 
 def prepare(data: ml_collections.ConfigDict, workdir: str | pathlib.Path | None) -> dict:
     """Build (or find) the cache and the split; returns counts per split and the cache path."""
     start = time.perf_counter()
+    run = Workdir(workdir) if workdir is not None else None
     source = open_source(data)
-    cached = build_cache(source, data, cache_root(data, workdir), data.num_threads)
-    splits = load_or_create_splits(workdir, data.source, (e.case for e in source.entries),
+    cached = build_cache(source, data, run.cache_dir(data) if run else default_cache_dir(data),
+                         data.num_threads)
+    splits = load_or_create_splits(run.splits_file if run else None, data.source,
+                                   (e.case for e in source.entries),
                                    data.val_fraction, data.test_fraction, data.split_seed)
     cases = [cached.record(i)["case"] for i in range(len(cached))]
+    members = {split: set(splits[split]) for split in SPLITS}
     return {"cache": str(cached.directory), "images": len(cached),
             "skipped": len(cached.skipped), "seconds": time.perf_counter() - start,
-            "splits": {split: {"cases": len(splits[split]),
-                               "images": sum(case in set(splits[split]) for case in cases)}
+            "splits": {split: {"cases": len(members[split]),
+                               "images": sum(case in members[split] for case in cases)}
                        for split in SPLITS}}
 
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Run directory: the cache (unless data.cache_dir is set) "
-                    "and splits.json go here.")
-config_flags.DEFINE_config_file("config", None, "A config file from configs/.",
-                                lock_config=True)
-flags.mark_flags_as_required(["config"])
+def define_flags(values: flags.FlagValues, argv: list[str]) -> None:
+    """The command line of `python -m msunet.prepare`."""
+    flags.DEFINE_string("workdir", None, "Run directory: the cache (unless data.cache_dir is set) "
+                        "and splits.json go here.", flag_values=values)
+    config_flags.DEFINE_config_file("config", None, "A config file from configs/.",
+                                    flag_values=values, sys_argv=argv, lock_config=True)
+    flags.mark_flags_as_required(["config"], flag_values=values)
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.WARNING)
-    if FLAGS.workdir is None and not FLAGS.config.data.cache_dir:
+    """Build the cache and split, and print what was found."""
+    args = cli.parse(define_flags, argv)
+    if args.workdir is None and not args.config.data.cache_dir:
         sys.exit("error: give --workdir or --config.data.cache_dir (where the cache goes)")
-    try:
-        summary = prepare(FLAGS.config.data, FLAGS.workdir)
-    except (ValueError, FileNotFoundError) as error:
-        sys.exit(f"error: {error}")
+    with cli.errors():
+        summary = prepare(args.config.data, args.workdir)
     print(f"cache {summary['cache']}: {summary['images']} images "
           f"({summary['skipped']} skipped) in {summary['seconds']:.1f} s")
     for split, counts in summary["splits"].items():
@@ -63,4 +68,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    main(sys.argv)

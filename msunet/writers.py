@@ -15,20 +15,20 @@ from collections.abc import Mapping
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-METRICS_FILE = "metrics.jsonl"
-
 
 class MetricWriter:
-    """Scalars to `<workdir>/tensorboard/` and one JSON object per logged step to metrics.jsonl."""
+    """Scalars as TensorBoard events in `tensorboard_dir` and as one JSON object per logged step
+    in `jsonl_path` (a run's are `Workdir.tensorboard_dir` and `Workdir.metrics_file`)."""
 
-    def __init__(self, workdir: str | pathlib.Path) -> None:
-        self.workdir = pathlib.Path(workdir)
-        self.jsonl_path = self.workdir / METRICS_FILE
-        self._events = EventFileWriter(str(self.workdir / "tensorboard"))
+    def __init__(self, jsonl_path: str | pathlib.Path, tensorboard_dir: str | pathlib.Path,
+                 ) -> None:
+        self.jsonl_path = pathlib.Path(jsonl_path)
+        self.jsonl_path.parent.mkdir(parents=True, exist_ok=True)
+        self._events = EventFileWriter(str(tensorboard_dir))
         self._jsonl = open(self.jsonl_path, "a", encoding="utf-8")
 
     def forget_after(self, step: int) -> None:
-        """Drop metrics.jsonl rows logged after `step` (a resumed run repeats those steps)."""
+        """Drop the JSONL rows logged after `step` (a resumed run repeats those steps)."""
         self._jsonl.close()
         rows = [json.loads(line) for line in self.jsonl_path.read_text().splitlines() if line]
         kept = "".join(json.dumps(row) + "\n" for row in rows if row["step"] <= step)
@@ -36,7 +36,7 @@ class MetricWriter:
         self._jsonl = open(self.jsonl_path, "a", encoding="utf-8")
 
     def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
-        """Log `scalars` at `step` to both TensorBoard and metrics.jsonl."""
+        """Log `scalars` at `step` to both TensorBoard and the JSONL file."""
         values = {key: float(value) for key, value in scalars.items()}
         summary = summary_pb2.Summary(value=[
             summary_pb2.Summary.Value(tag=key, simple_value=value) for key, value in values.items()

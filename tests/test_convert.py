@@ -98,22 +98,24 @@ def test_another_alpha_is_reported(tmp_path):
 
 
 def test_cli_writes_a_workdir_that_restores_the_weights(reference, tmp_path, smoke_config):
-    from msunet.checkpointing import Checkpointer
-    from msunet.train import create_train_state
+    from msunet.state import create_train_state
+    from msunet.workdir import RunMeta, Workdir
 
-    workdir = tmp_path / "imported"
-    args = ("--keras", str(reference["files"]["weights.h5"]), "--output", str(workdir),
+    run = Workdir(tmp_path / "imported")
+    args = ("--keras", str(reference["files"]["weights.h5"]), "--output", str(run.root),
             "--config", "configs/smoke.py")
     process = run_module("msunet.convert", *args)
     assert process.returncode == 0, process.stderr
-    saved = json.loads((workdir / "config.json").read_text())
+    saved = json.loads(run.config_file.read_text())
     assert saved["model"]["name"] == "multiresunet"
     assert saved["model"]["base_filters"] == WIDTH
     assert saved["data"]["image_size"] == smoke_config.data.image_size
-    checkpointer = Checkpointer(workdir)
+    checkpointer = run.checkpointer()
     assert checkpointer.latest_step() == 0 and checkpointer.latest_step("best") == 0
-    state = checkpointer.restore(create_train_state(smoke_config, jax.random.key(1)),
-                                 kind="best").state
+    fresh = create_train_state(smoke_config, jax.random.key(1))
+    state = checkpointer.restore(fresh, kind="best").state
+    # The bookkeeping msunet.train resumes from: nothing validated or skipped yet.
+    assert RunMeta.from_json(checkpointer.restore(fresh).meta) == RunMeta()
     checkpointer.close()
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     np.testing.assert_allclose(flax_probabilities(variables, reference["images"]),

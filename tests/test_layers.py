@@ -1,4 +1,5 @@
-"""The fast convolution and upsampling layers against the flax/lax operations they replace."""
+"""msunet.models.conv and msunet.models.layers: the fast convolution and upsampling layers
+against the flax/lax operations they replace, and the Keras-default building blocks."""
 
 import flax.linen as nn
 import jax
@@ -8,7 +9,15 @@ import pytest
 from jax import lax
 
 from msunet.models import conv
-from msunet.models.layers import Upsample2x
+from msunet.models.layers import (
+    KERAS_BN_EPSILON,
+    ConvBN,
+    Upsample2x,
+    batch_norm,
+    check_input,
+    max_pool_2x2,
+    upsample,
+)
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -86,11 +95,41 @@ def test_upsample_equals_flax_conv_transpose():
                                rtol=1e-6, atol=1e-6)
 
 
-def test_conv_layer_benchmark_times_every_layer_both_ways(monkeypatch):
-    from benchmarks import conv_layers
+def test_upsample_doubles_the_size_in_the_compute_dtype():
+    layer = upsample(4, jnp.bfloat16)
+    assert isinstance(layer, Upsample2x) and layer.features == 4
+    x = jnp.ones((1, 3, 5, 2), jnp.bfloat16)
+    y, variables = layer.init_with_output(jax.random.key(0), x)
+    assert y.shape == (1, 6, 10, 4) and y.dtype == jnp.bfloat16
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables))
 
-    monkeypatch.setattr(conv_layers, "LAYERS", [(3, 3, 4, 1), (1, 3, 4, 2), (2, 3, 4, 2)])
-    rows = conv_layers.measure(size=16, batch=1)
-    assert [row["input"] for row in rows] == ["1x16x16", "1x8x8", "1x8x8"]
-    assert all(row[key] > 0 for row in rows for key in row if key.endswith("_ms"))
-    assert conv_layers.markdown(rows).count("x |") == 3
+
+# --- Keras-default building blocks -------------------------------------------------------------
+
+def test_batch_norm_has_keras_settings_and_float32_variables():
+    norm = batch_norm(True, use_scale=False, dtype=jnp.bfloat16, bias_init=-3.0, momentum=0.9)
+    assert (norm.momentum, norm.epsilon, norm.use_running_average, norm.use_scale) == (
+        0.9, KERAS_BN_EPSILON, False, False)
+    assert batch_norm(False).use_running_average and batch_norm(False).momentum == 0.99
+    variables = norm.init(jax.random.key(0), jnp.ones((2, 4, 4, 3), jnp.bfloat16))
+    assert set(variables["params"]) == {"bias"}
+    np.testing.assert_array_equal(variables["params"]["bias"], -3.0)
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables))
+
+
+def test_conv_bn_is_a_bias_free_conv_then_batch_norm():
+    layer = ConvBN(5, 3, activation=None)
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+    variables = layer.init(jax.random.key(1), x, train=False)
+    assert set(variables["params"]) == {"Conv_0", "BatchNorm_0"}
+    assert set(variables["params"]["Conv_0"]) == {"kernel"}
+    assert variables["params"]["Conv_0"]["kernel"].shape == (3, 3, 3, 5)
+    out = layer.apply(variables, x, train=False)
+    assert out.shape == (2, 8, 8, 5) and float(out.min()) < 0, "no activation: negatives remain"
+
+
+def test_max_pool_halves_and_check_input_suggests_a_size():
+    assert max_pool_2x2(jnp.ones((1, 8, 6, 2))).shape == (1, 4, 3, 2)
+    check_input(jnp.zeros((1, 32, 48, 1)), multiple=16, in_channels=1)
+    with pytest.raises(ValueError, match="e.g. to 64x80"):
+        check_input(jnp.zeros((1, 60, 70, 1)), multiple=16)

@@ -1,4 +1,5 @@
-"""The Flax models against the Keras reference's architecture card."""
+"""The Flax models against the Keras reference's architecture card, and the U-Net skeleton both
+networks are built on (a new network needs only its block)."""
 
 import functools
 
@@ -10,7 +11,8 @@ import pytest
 
 from msunet import MultiResUNet, UNet
 from msunet.models import MODELS, multires_widths
-from msunet.models.layers import KERAS_BN_EPSILON, KERAS_BN_MOMENTUM
+from msunet.models.layers import KERAS_BN_EPSILON, KERAS_BN_MOMENTUM, ConvBN
+from msunet.models.unet import STAGES, UNetSkeleton
 
 
 def init(model, x):
@@ -24,6 +26,59 @@ def count(module, channels, size=64):
     return {kind: sum(leaf.size for leaf in jax.tree.leaves(tree))
             for kind, tree in variables.items()}
 
+
+class OneConvUNet(UNetSkeleton):
+    """A network written the way the README says: the skeleton plus a block (one ConvBN)."""
+
+    def block(self, filters):
+        return ConvBN(filters, 3, dtype=self.dtype, bn_momentum=self.bn_momentum)
+
+
+# --- the skeleton ------------------------------------------------------------------------------
+
+def test_both_networks_are_unet_skeletons():
+    assert issubclass(UNet, UNetSkeleton) and issubclass(MultiResUNet, UNetSkeleton)
+    assert MODELS == {"multiresunet": MultiResUNet, "unet": UNet}
+    assert STAGES == 4
+
+
+def test_a_new_model_needs_only_a_block():
+    model = OneConvUNet(base_filters=4)
+    x = jnp.ones((2, 32, 32, 1))
+    variables = init(model, x)
+    logits = jax.jit(functools.partial(model.apply, train=False))(variables, x)
+    assert logits.shape == (2, 32, 32, 1) and logits.dtype == jnp.float32
+    assert bool(jnp.all(jnp.isfinite(logits)))
+    # The skeleton supplies the rest: 9 blocks (4 down, bottleneck, 4 up), 4 upsamplings, head.
+    params = variables["params"]
+    assert set(params) == {f"ConvBN_{i}" for i in range(10)} | {f"ConvTranspose_{i}"
+                                                                  for i in range(4)}
+    assert params["ConvBN_9"]["Conv_0"]["kernel"].shape == (1, 1, 4, 1), "the 1x1 head"
+    assert params["ConvBN_4"]["Conv_0"]["kernel"].shape == (3, 3, 32, 64), "the bottleneck"
+
+
+def test_the_skeleton_alone_has_no_block():
+    with pytest.raises(NotImplementedError, match="must define block"):
+        UNetSkeleton(base_filters=4).init(jax.random.key(0), jnp.zeros((1, 32, 32, 1)),
+                                          train=False)
+
+
+def test_unet_blocks_are_double_convs_with_scaled_batch_norms():
+    variables = jax.eval_shape(lambda: UNet(base_filters=4).init(
+        jax.random.key(0), jnp.zeros((1, 32, 32, 1)), train=False))
+    params = variables["params"]
+    assert {name for name in params if name.startswith("DoubleConv_")} == {
+        f"DoubleConv_{i}" for i in range(9)}
+    block = params["DoubleConv_0"]
+    assert set(block) == {"ConvBN_0", "ConvBN_1"}
+    assert set(block["ConvBN_0"]["BatchNorm_0"]) == {"scale", "bias"}
+    # conv_bn()(conv_bn()(x)): the outer ConvBN is created (and named) first, the inner one
+    # meets the input; names as in every msunet checkpoint so far.
+    assert block["ConvBN_1"]["Conv_0"]["kernel"].shape == (3, 3, 1, 4)
+    assert block["ConvBN_0"]["Conv_0"]["kernel"].shape == (3, 3, 4, 4)
+
+
+# --- parameter counts and Keras conventions ----------------------------------------------------
 
 @pytest.mark.parametrize("channels, total, trainable", [(1, 7_262_504, 7_237_982),
                                                         (3, 7_262_750, 7_238_228)])
@@ -79,6 +134,8 @@ def test_batch_norm_uses_keras_momentum_and_epsilon():
     np.testing.assert_allclose(first_bn["mean"], (1 - KERAS_BN_MOMENTUM) * batch_mean, rtol=1e-4)
     assert (KERAS_BN_MOMENTUM, KERAS_BN_EPSILON) == (0.99, 1e-3)
 
+
+# --- inputs and outputs ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])

@@ -1,5 +1,5 @@
-"""Data parallelism: 4 host devices train like 1, with replicated params (subprocesses, since
-the device count is fixed when JAX starts)."""
+"""Data parallelism: 4 host devices train like 1, with replicated params (one process per device
+count, since it is fixed when JAX starts: tests/parallel_worker.py)."""
 
 import json
 import os
@@ -10,37 +10,11 @@ import numpy as np
 
 from tests.conftest import REPO
 
-SCRIPT = """
-import json, sys
-import jax
-from msunet import data, parallel, train
-from configs.smoke import get_config
-
-config = get_config()
-config.data.num_threads = 1
-mesh = parallel.make_mesh()
-state = parallel.replicate(train.create_train_state(config, jax.random.key(0)), mesh)
-source = data.build_source(config.data, "train")
-batches = iter(data.train_dataset(config.data, source, config.train.batch_size, seed=0))
-step = jax.jit(lambda s, b: train.train_step(s, b, threshold=0.5), donate_argnums=0)
-losses = []
-for _ in range(4):
-    state, metrics, _ = step(state, parallel.shard_batch(next(batches), mesh))
-    losses.append(float(metrics.compute()["loss"]))
-replicated = all(leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(state.params))
-try:
-    parallel.per_process_batch_size(6, mesh, "train.batch_size")
-    error = None
-except ValueError as e:
-    error = str(e)
-print(json.dumps({"devices": jax.device_count(), "losses": losses, "replicated": replicated,
-                  "error": error}))
-"""
-
 
 def run_on(devices: int) -> dict:
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-    result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=REPO, env=env,
+    env = dict(os.environ, XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
+               + f" --xla_force_host_platform_device_count={devices}")
+    result = subprocess.run([sys.executable, "-m", "tests.parallel_worker"], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])

@@ -1,103 +1,47 @@
-"""The train step, checkpointing and the `python -m msunet.train` command end to end."""
+"""The `python -m msunet.train` command: it trains, logs, checkpoints and resumes; a bad command
+line or config is one `error: ...` line; a run killed with SIGKILL resumes bit-identically and
+one sent SIGTERM saves and exits cleanly. The training library itself is test_training.py."""
 
-import functools
 import json
+import signal
+import subprocess
+import sys
 
 import jax
 import numpy as np
 import pytest
 
 from msunet import train
-from msunet.checkpointing import Checkpointer
-from msunet.data import SyntheticMammograms, train_dataset
-from tests.conftest import run_module
+from msunet.state import abstract_train_state
+from msunet.training import train_and_evaluate
+from msunet.workdir import Workdir
+from tests.conftest import REPO, run_module
 
-
-@pytest.fixture(scope="module")
-def one_batch(smoke_config):
-    source = SyntheticMammograms(4, 64, seed=1)
-    return next(iter(train_dataset(smoke_config.data, source, batch_size=4, seed=0)))
-
-
-def test_train_step_overfits_one_batch(smoke_config, one_batch):
-    config = smoke_config.copy_and_resolve_references()
-    config.optim.learning_rate = 1e-2
-    state = train.create_train_state(config, jax.random.key(0))
-    step = jax.jit(functools.partial(train.train_step, threshold=0.5))
-    losses = []
-    for _ in range(12):
-        state, metrics, finite = step(state, one_batch)
-        assert bool(finite)
-        losses.append(float(metrics.compute()["loss"]))
-    assert losses[-1] < 0.7 * losses[0]
-    assert int(state.step) == 12
-
-
-def test_train_step_updates_batch_norm_statistics(smoke_config, one_batch):
-    state = train.create_train_state(smoke_config, jax.random.key(0))
-    before = jax.tree.map(np.asarray, state.batch_stats)
-    new_state, _, _ = jax.jit(functools.partial(train.train_step, threshold=0.5))(state, one_batch)
-    changed = jax.tree.map(lambda a, b: not np.array_equal(a, b), before, new_state.batch_stats)
-    # Every variance moves. A mean may not: the head's input is a BatchNorm output, whose
-    # per-channel batch mean is zero up to rounding, and so is the head conv's.
-    assert all(stats["var"] for stats in _batch_norms(changed))
-    assert sum(stats["mean"] for stats in _batch_norms(changed)) >= len(_batch_norms(changed)) - 1
-
-
-def _batch_norms(tree):
-    """The {"mean", "var"} leaves of every BatchNorm in a batch_stats tree."""
-    if set(tree) == {"mean", "var"}:
-        return [tree]
-    return [stats for child in tree.values() for stats in _batch_norms(child)]
-
-
-def test_checkpoint_save_restore_gives_identical_state(smoke_config, one_batch, tmp_path):
-    state = train.create_train_state(smoke_config, jax.random.key(0))
-    state, _, _ = jax.jit(functools.partial(train.train_step, threshold=0.5))(state, one_batch)
-    source = SyntheticMammograms(8, 64)
-    iterator = iter(train_dataset(smoke_config.data, source, batch_size=4, seed=0))
-    next(iterator)
-    checkpointer = Checkpointer(tmp_path)
-    checkpointer.save(1, state, iterator, {"note": "x"})
-    checkpointer.save_best(1, state)
-    expected_next = next(iterator)
-    checkpointer.wait()
-
-    fresh = train.create_train_state(smoke_config, jax.random.key(5))
-    resumed_iterator = iter(train_dataset(smoke_config.data, source, batch_size=4, seed=0))
-    restored = Checkpointer(tmp_path).restore(fresh, data_iterator=resumed_iterator)
-    assert restored.step == 1 and restored.meta == {"note": "x"}
-    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(restored.state), strict=True):
-        np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(next(resumed_iterator)["image"], expected_next["image"])
-    best = Checkpointer(tmp_path).restore(fresh, kind="best")
-    np.testing.assert_array_equal(jax.tree.leaves(best.state.params)[0],
-                                  jax.tree.leaves(state.params)[0])
-
-
-def test_missing_checkpoint_is_a_clear_error(smoke_config, tmp_path):
-    state = train.create_train_state(smoke_config, jax.random.key(0))
-    with pytest.raises(FileNotFoundError, match="no best checkpoint"):
-        Checkpointer(tmp_path).restore(state, kind="best")
+# U-Net: the command's behaviour does not depend on the model, and U-Net compiles several times
+# faster than MultiResUNet (which smoke_run trains in process).
+UNET = "--config.model.name=unet"
+SMOKE = ["--config", "configs/smoke.py", UNET, "--config.train.num_steps=16",
+         "--config.train.checkpoint_every=4", "--config.train.eval_every=8"]
 
 
 def test_train_command_runs_logs_checkpoints_and_resumes(tmp_path):
     workdir = tmp_path / "run"
-    args = ["--config", "configs/smoke.py", "--workdir", str(workdir)]
+    args = ["--config", "configs/smoke.py", UNET, "--workdir", str(workdir)]
     first = run_module("msunet.train", *args)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "step 8/8" in first.stdout and "ETA" in first.stdout and "steps/s" in first.stdout
-    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["4", "8"]
-    assert [p.name for p in (workdir / "best").iterdir()]
-    assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
-    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    run = Workdir(workdir)
+    assert sorted(p.name for p in run.checkpoints_dir.iterdir()) == ["4", "8"]
+    assert [p.name for p in run.best_dir.iterdir()]
+    assert list(run.tensorboard_dir.glob("events.out.tfevents.*"))
+    rows = [json.loads(line) for line in run.metrics_file.read_text().splitlines()]
     assert {"step", "train_loss", "epoch"} <= set(rows[0])
-    assert any({"val_loss", "val_iou", "val_accuracy"} <= set(r) for r in rows)
-    assert json.loads((workdir / "config.json").read_text())["data"]["image_size"] == 64
+    assert any({"val_loss", "val_fg_iou", "val_accuracy"} <= set(r) for r in rows)
+    assert json.loads(run.config_file.read_text())["data"]["image_size"] == 64
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(workdir / "tensorboard"))
+    events = EventAccumulator(str(run.tensorboard_dir))
     events.Reload()
     assert [e.step for e in events.Scalars("val_loss")] == [4, 8]
 
@@ -105,10 +49,11 @@ def test_train_command_runs_logs_checkpoints_and_resumes(tmp_path):
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resumed from step 8" in second.stdout
     assert "step 10/10" in second.stdout
-    steps = [json.loads(line)["step"] for line in (workdir / "metrics.jsonl").read_text()
-             .splitlines()]
+    steps = [json.loads(line)["step"] for line in run.metrics_file.read_text().splitlines()]
     assert max(steps) == 10 and steps == sorted(steps)
 
+
+# --- one-line errors ---------------------------------------------------------------------------
 
 def test_config_typo_fails_with_a_suggestion_and_no_traceback(tmp_path):
     result = run_module("msunet.train", "--config", "configs/smoke.py", "--workdir",
@@ -116,36 +61,6 @@ def test_config_typo_fails_with_a_suggestion_and_no_traceback(tmp_path):
     assert result.returncode != 0
     assert result.stderr.startswith("error: ") and "num_steps" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def test_unknown_best_metric_is_refused_before_training(smoke_config, tmp_path):
-    config = smoke_config.copy_and_resolve_references()
-    config.train.best_metric = "fg_iuo"
-    with pytest.raises(ValueError, match=r"train.best_metric must be one of .*'iou'"):
-        train.check_config(config, tmp_path)
-
-
-@pytest.mark.parametrize("patience", [1, 3])
-def test_early_stopping_waits_exactly_patience_validations(smoke_config, patience):
-    settings = smoke_config.train.early_stopping.copy_and_resolve_references()
-    settings.patience = patience
-    stopper = train.early_stopper(settings).update(0.5)
-    for _ in range(patience):
-        assert not stopper.should_stop
-        stopper = stopper.update(0.6)
-    assert stopper.should_stop
-
-
-def test_discarded_steps_leave_the_logged_metrics_alone(smoke_config, one_batch):
-    state = train.create_train_state(smoke_config, jax.random.key(0))
-    step = jax.jit(functools.partial(train.train_step, threshold=0.5))
-    _, good, good_finite = step(state, one_batch)
-    poisoned = state.replace(params=jax.tree.map(lambda p: p * np.nan, state.params))
-    kept, bad, bad_finite = step(poisoned, one_batch)
-    assert bool(good_finite) and not bool(bad_finite)
-    merged = good.merge(bad).compute()
-    assert float(merged["loss"]) == pytest.approx(float(good.compute()["loss"]))
-    assert float(merged["accuracy"]) == pytest.approx(float(good.compute()["accuracy"]))
 
 
 @pytest.mark.parametrize("override, message", [
@@ -160,24 +75,76 @@ def test_bad_config_values_fail_with_clear_errors(tmp_path, override, message):
     assert "Traceback" not in result.stderr
 
 
-def test_workdir_of_another_shape_is_refused(smoke_config, tmp_path):
-    (tmp_path / train.CONFIG_FILE).write_text(smoke_config.to_json())
-    other = smoke_config.copy_and_resolve_references()
-    other.data.image_size = 96
-    with pytest.raises(ValueError, match="data.image_size: 64 in the workdir, 96 now"):
-        train.check_config(other, tmp_path)
+@pytest.mark.parametrize("override", ["--config.model.name=unet", "--config.data.image_size=96"])
+def test_resuming_with_another_shape_is_refused(smoke_config, tmp_path, monkeypatch, override):
+    """In process: `main` turns the workdir's refusal into one error line (no training)."""
+    Workdir(tmp_path).save_config(smoke_config)
+    argv = ["train", "--config", str(REPO / "configs" / "smoke.py"), override,
+            "--workdir", str(tmp_path)]
+    monkeypatch.setenv("MSUNET_KEEP_FREED_MEMORY", "0")  # leave this process's malloc alone
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(argv)
+    message = str(exit_info.value.code)
+    assert message.startswith("error: ") and "another shape" in message
 
 
-def test_bfloat16_compute_trains_with_float32_params_and_loss(smoke_config, one_batch):
+# --- SIGKILL and SIGTERM -----------------------------------------------------------------------
+
+def start_training(workdir, *extra):
+    return subprocess.Popen([sys.executable, "-m", "msunet.train", *SMOKE, *extra,
+                             "--workdir", str(workdir)], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+
+
+def signal_at(process, step, signum):
+    """Send `signum` once the progress line of `step` (or later) is printed; return stdout."""
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("step ") and int(line.split()[1].split("/")[0]) >= step:
+            process.send_signal(signum)
+            break
+    lines.extend(process.stdout)
+    process.wait(timeout=300)
+    return "".join(lines)
+
+
+def final_params(config, workdir):
+    checkpointer = Workdir(workdir).checkpointer()
+    try:
+        restored = checkpointer.restore(abstract_train_state(config))
+    finally:
+        checkpointer.close()
+    assert restored.step == 16
+    return [np.asarray(leaf) for leaf in jax.tree.leaves(restored.state)]
+
+
+def test_sigkill_then_rerun_gives_bit_identical_params(smoke_config, tmp_path):
+    # The uninterrupted run, in process: the same config as SMOKE, the same code.
     config = smoke_config.copy_and_resolve_references()
-    config.model.dtype = "bfloat16"
-    state = train.create_train_state(config, jax.random.key(0))
-    step = jax.jit(functools.partial(train.train_step, threshold=0.5))
-    losses = []
-    for _ in range(8):
-        state, metrics, finite = step(state, one_batch)
-        losses.append(metrics.compute()["loss"])
-    assert all(leaf.dtype == np.float32 for leaf in jax.tree.leaves(state.params))
-    assert all(leaf.dtype == np.float32 for leaf in jax.tree.leaves(state.batch_stats))
-    assert losses[0].dtype == np.float32 and bool(finite)
-    assert float(losses[-1]) < float(losses[0])
+    config.train.num_steps, config.train.checkpoint_every, config.train.eval_every = 16, 4, 8
+    config.model.name = "unet"
+    assert train_and_evaluate(config, tmp_path / "straight")["step"] == 16
+
+    killed = start_training(tmp_path / "killed")
+    signal_at(killed, 10, signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL
+    resumed = run_module("msunet.train", *SMOKE, "--workdir", str(tmp_path / "killed"))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    # The kill may land while step 8 is still being written (saves are asynchronous): then the
+    # half-written step is ignored and the run resumes from step 4.
+    resumed_from = int(resumed.stdout.split("resumed from step ")[1].split()[0])
+    assert resumed_from in (4, 8)
+
+    for a, b in zip(final_params(config, tmp_path / "straight"),
+                    final_params(config, tmp_path / "killed"), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    process = start_training(tmp_path, "--config.train.num_steps=1000")
+    output = signal_at(process, 2, signal.SIGTERM)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM at step" in output and "Re-run the same command" in output
+    stopped_at = int(output.split("stopped by SIGTERM at step ")[1].split(";")[0])
+    assert (Workdir(tmp_path).checkpoints_dir / str(stopped_at)).is_dir()

@@ -1,6 +1,24 @@
-"""The progress line: its rate, and an ETA that leaves compilation out."""
+"""Where metrics go: the JSONL and TensorBoard writer, and the progress line (its rate, and an
+ETA that leaves compilation out)."""
+
+import json
 
 from msunet import writers
+
+
+def test_metric_writer_logs_jsonl_and_tensorboard_and_forgets_repeated_steps(tmp_path):
+    jsonl, events = tmp_path / "run" / "metrics.jsonl", tmp_path / "run" / "tensorboard"
+    writer = writers.MetricWriter(jsonl, events)
+    for step in (2, 4, 6):
+        writer.write_scalars(step, {"train_loss": 1.0 / step, "epoch": step / 4})
+    writer.forget_after(4)  # a run resumed from step 4 repeats step 6
+    writer.write_scalars(6, {"train_loss": 0.5})
+    writer.close()
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [row["step"] for row in rows] == [2, 4, 6]
+    assert rows[0] == {"step": 2, "train_loss": 0.5, "epoch": 0.5}
+    assert rows[-1] == {"step": 6, "train_loss": 0.5}
+    assert list(events.glob("events.out.tfevents.*"))
 
 
 def test_eta_comes_from_steady_steps_only(monkeypatch):

@@ -44,13 +44,11 @@ def fingerprint(source: FileSource, data: ml_collections.ConfigDict) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def cache_root(data: ml_collections.ConfigDict,
-               workdir: str | pathlib.Path | None) -> pathlib.Path:
-    """`data.cache_dir`, else `<workdir>/cache`, else a folder in the system's temp dir."""
+def default_cache_dir(data: ml_collections.ConfigDict) -> pathlib.Path:
+    """Where the cache goes without a run directory: `data.cache_dir`, else a folder in the
+    system's temp dir (a run uses `Workdir.cache_dir`)."""
     if data.cache_dir:
         return pathlib.Path(data.cache_dir).expanduser()
-    if workdir is not None:
-        return pathlib.Path(workdir) / "cache"
     return pathlib.Path(tempfile.gettempdir()) / "msunet-cache"
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import cv2
+import ml_collections
 import numpy as np
 from absl import logging
 
@@ -156,6 +157,7 @@ class FileSource:
     """
 
     fill_masks = True  # masks are outlines or filled regions; filling is harmless for both
+    preprocessed = False  # full-size files: the cache (or pipeline) preprocesses them
 
     def __init__(self, entries: Sequence[Entry], problems: Sequence[BadSampleError], name: str,
                  on_bad_sample: str = "error") -> None:
@@ -173,8 +175,20 @@ class FileSource:
         if not self.entries:
             raise FileNotFoundError(f"{name}: no usable images found")
 
+    @classmethod
+    def from_config(cls, data: ml_collections.ConfigDict) -> FileSource:
+        """The dataset at `data.root` (sources with more settings override this)."""
+        if not data.root:
+            raise ValueError(f"data.source={data.source!r} needs data.root, the dataset folder")
+        return cls(data.root, on_bad_sample=data.on_bad_sample)
+
     def __len__(self) -> int:
         return len(self.entries)
+
+    def record(self, index: int) -> dict[str, Any]:
+        """Path, case and metadata of entry `index`, without decoding it."""
+        entry = self.entries[index]
+        return {"path": str(entry.image), "case": entry.case, **entry.meta}
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         entry = self.entries[index]

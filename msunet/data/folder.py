@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pathlib
 
+import ml_collections
+
 from msunet.data.files import IMAGE_SUFFIXES, BadSampleError, Entry, FileSource
 
 
@@ -40,3 +42,11 @@ class ImageFolder(FileSource):
         problems = [BadSampleError(image, f"no mask named {image.stem}.* in {self.masks_dir}")
                     for image in images if image.stem not in masks]
         super().__init__(entries, problems, f"image folder {self.images_dir}", on_bad_sample)
+
+    @classmethod
+    def from_config(cls, data: ml_collections.ConfigDict) -> ImageFolder:
+        """Images in `data.root`, masks in `data.masks_dir`."""
+        if not data.root or not data.masks_dir:
+            raise ValueError("data.source='folder' needs data.root (the images) and "
+                             "data.masks_dir (the masks)")
+        return cls(data.root, data.masks_dir, data.on_bad_sample)

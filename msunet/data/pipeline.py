@@ -8,59 +8,45 @@ Real datasets are read through the preprocessing cache and split by patient.
 from __future__ import annotations
 
 import pathlib
-from typing import Any
 
 import grain
 import ml_collections
+import numpy as np
 
 from msunet.data.augment import Augment
-from msunet.data.cache import CachedSource, build_cache, cache_root
-from msunet.data.cbis import CBISDDSM
+from msunet.data.cache import build_cache, default_cache_dir
 from msunet.data.files import FileSource
-from msunet.data.folder import ImageFolder
-from msunet.data.miniddsm import MiniDDSM
 from msunet.data.patches import RandomPatch
 from msunet.data.preprocess import Preprocess
-from msunet.data.splits import load_or_create_splits
-from msunet.data.synthetic import SyntheticMammograms
-
-SPLITS = ("train", "val", "test")
-SOURCES = ("synthetic", "miniddsm", "cbis", "folder")
+from msunet.data.sources import Source, check_source_name
+from msunet.data.splits import SPLITS, load_or_create_splits
 
 
 def open_source(data: ml_collections.ConfigDict) -> FileSource:
-    """All images of the real dataset named by `data.source`, unsplit and unprocessed."""
-    if data.source not in SOURCES[1:]:
-        raise ValueError(f"data.source {data.source!r} is not a file dataset; expected one of "
-                         f"{SOURCES[1:]}")
-    if not data.root:
-        raise ValueError(f"data.source={data.source!r} needs data.root, the dataset folder")
-    if data.source == "miniddsm":
-        return MiniDDSM(data.root, data.on_bad_sample)
-    if data.source == "cbis":
-        return CBISDDSM(data.root, data.on_bad_sample)
-    if not data.masks_dir:
-        raise ValueError("data.source='folder' needs data.masks_dir next to data.root")
-    return ImageFolder(data.root, data.masks_dir, data.on_bad_sample)
+    """All images of the file dataset named by `data.source`, unsplit and unprocessed."""
+    source_class = check_source_name(data.source)
+    if not issubclass(source_class, FileSource):
+        raise ValueError(f"data.source {data.source!r} is not a file dataset")
+    return source_class.from_config(data)
 
 
-def build_source(data: ml_collections.ConfigDict, split: str,
-                 workdir: str | pathlib.Path | None = None) -> Any:
-    """The grain random-access source of one split named by `data.source`.
+def build_source(data: ml_collections.ConfigDict, split: str, *,
+                 cache_dir: str | pathlib.Path | None = None,
+                 splits_file: str | pathlib.Path | None = None) -> Source:
+    """The source of one split of the dataset named by `data.source`.
 
-    Real datasets are preprocessed into the cache (built on first use) and split by patient;
-    the split is saved to / read from `<workdir>/splits.json`.
+    File datasets are preprocessed into the cache under `cache_dir` (default: `data.cache_dir`
+    or a temp folder; built on first use) and split by patient; the split is read from / saved
+    to `splits_file` (a run passes its `Workdir.data_paths(data)`).
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-    if data.source == "synthetic":
-        sizes = {"train": data.num_train, "val": data.num_val, "test": data.num_test}
-        return SyntheticMammograms(sizes[split], data.image_size, seed=data.seed, split=split)
-    if data.source not in SOURCES:
-        raise ValueError(f"unknown data.source {data.source!r}; expected one of {SOURCES}")
+    source_class = check_source_name(data.source)
+    if not issubclass(source_class, FileSource):
+        return source_class.from_config(data, split)
     source = open_source(data)
-    cached = build_cache(source, data, cache_root(data, workdir), data.num_threads)
-    splits = load_or_create_splits(workdir, data.source,
+    cached = build_cache(source, data, cache_dir or default_cache_dir(data), data.num_threads)
+    splits = load_or_create_splits(splits_file, data.source,
                                    (entry.case for entry in source.entries),
                                    data.val_fraction, data.test_fraction, data.split_seed)
     cases = set(splits[split])
@@ -71,18 +57,16 @@ def build_source(data: ml_collections.ConfigDict, split: str,
     return cached.subset(rows)
 
 
-def _preprocessed(data: ml_collections.ConfigDict, source: Any) -> grain.MapDataset:
+def _preprocessed(data: ml_collections.ConfigDict, source: Source) -> grain.MapDataset:
     dataset = grain.MapDataset.source(source)
-    if isinstance(source, CachedSource):
-        return dataset
-    return dataset.map(Preprocess.from_config(data))
+    return dataset if source.preprocessed else dataset.map(Preprocess.from_config(data))
 
 
 def _read_options(data: ml_collections.ConfigDict) -> grain.ReadOptions:
     return grain.ReadOptions(num_threads=data.num_threads, prefetch_buffer_size=data.prefetch)
 
 
-def train_dataset(data: ml_collections.ConfigDict, source: Any, batch_size: int,
+def train_dataset(data: ml_collections.ConfigDict, source: Source, batch_size: int,
                   seed: int, shard_index: int = 0, shard_count: int = 1) -> grain.IterDataset:
     """An endless, reshuffled-per-epoch, augmented stream of training batches.
 
@@ -106,9 +90,19 @@ def train_dataset(data: ml_collections.ConfigDict, source: Any, batch_size: int,
     return dataset
 
 
-def eval_dataset(data: ml_collections.ConfigDict, source: Any,
+def eval_dataset(data: ml_collections.ConfigDict, source: Source,
                  batch_size: int) -> grain.IterDataset:
     """One ordered pass over a split, the last batch possibly smaller (in-process: a pass is
     short, and starting worker processes for it would cost more than it saves)."""
     dataset = _preprocessed(data, source).batch(batch_size, drop_remainder=False)
     return dataset.to_iter_dataset(_read_options(data))
+
+
+def pad_batch(batch: dict[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
+    """Pad a last, smaller batch to `batch_size` (one compiled shape) and mark real rows valid."""
+    count = len(batch["image"])
+    padded = {key: np.concatenate([value, np.zeros((batch_size - count,) + value.shape[1:],
+                                                   value.dtype)])
+              for key, value in batch.items()}
+    padded["valid"] = np.arange(batch_size) < count
+    return padded

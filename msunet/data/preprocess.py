@@ -136,6 +136,12 @@ def grow_box(box: tuple[int, int, int, int], size: int, shape: tuple[int, int],
     return (*at_least(y0, y1, shape[0]), *at_least(x0, x1, shape[1]))
 
 
+def model_inputs(images: Any) -> Any:
+    """uint8 images in [0, 255] -> the float32 [0, 1] inputs every model is trained on; numpy
+    or jax arrays (the one place this scaling is written)."""
+    return images.astype(np.float32) / 255.0
+
+
 class Preprocess(grain.transforms.Map):
     """Record -> {'image': uint8 (S, S, 1), 'mask': uint8 (S, S, 1)} at the model's resolution.
 

@@ -1,7 +1,7 @@
 """Patient-level train/val/test splits: all views of one case land in the same split.
 
-The split is drawn once from a seed and saved as `splits.json` in the workdir; later runs and
-evaluation in that workdir read it back instead of drawing again, so the test patients stay
+The split is drawn once from a seed and saved to a file (a run's `Workdir.splits_file`); later
+runs and evaluation in that workdir read it back instead of drawing again, so the test patients stay
 the test patients even if the split code or the data order changes.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-SPLITS_FILE = "splits.json"
+SPLITS = ("train", "val", "test")
 
 
 def split_cases(cases: Iterable[str], val_fraction: float, test_fraction: float,
@@ -38,15 +38,15 @@ def split_cases(cases: Iterable[str], val_fraction: float, test_fraction: float,
     return {"train": sorted(order[sum(counts):]), "val": sorted(val), "test": sorted(test)}
 
 
-def load_or_create_splits(workdir: str | pathlib.Path | None, source: str, cases: Iterable[str],
+def load_or_create_splits(path: str | pathlib.Path | None, source: str, cases: Iterable[str],
                           val_fraction: float, test_fraction: float,
                           seed: int) -> dict[str, list[str]]:
-    """The workdir's saved split if there is one (checked against the data), else a new one
-    (saved when `workdir` is given)."""
+    """The split saved at `path` if there is one (checked against the data), else a new one
+    (saved to `path` when given)."""
     cases = sorted(set(cases))
     settings = {"source": source, "val_fraction": val_fraction,
                 "test_fraction": test_fraction, "seed": seed}
-    path = pathlib.Path(workdir) / SPLITS_FILE if workdir is not None else None
+    path = pathlib.Path(path) if path is not None else None
     if path is not None and path.exists():
         saved = json.loads(path.read_text())
         changed = {key: (saved.get(key), value) for key, value in settings.items()
@@ -54,12 +54,12 @@ def load_or_create_splits(workdir: str | pathlib.Path | None, source: str, cases
         if changed:
             raise ValueError(f"{path} was drawn with other settings ({changed}, saved vs now): "
                              "use a new workdir, or delete it to draw a new split")
-        known = {case for split in ("train", "val", "test") for case in saved[split]}
+        known = {case for split in SPLITS for case in saved[split]}
         unknown = [case for case in cases if case not in known]
         if unknown:
             raise ValueError(f"{path} does not place {len(unknown)} case(s) of the data (e.g. "
                              f"{unknown[:5]}): the data changed; use a new workdir")
-        return {split: saved[split] for split in ("train", "val", "test")}
+        return {split: saved[split] for split in SPLITS}
     splits = split_cases(cases, val_fraction, test_fraction, seed)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,9 +13,10 @@ import zlib
 from typing import Any
 
 import cv2
+import ml_collections
 import numpy as np
 
-SPLIT_OFFSETS = {"train": 0, "val": 1, "test": 2}
+from msunet.data.splits import SPLITS
 
 
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
@@ -122,13 +123,16 @@ def synthetic_mammogram(seed: int, index: int, size: int = 256) -> dict[str, np.
 class SyntheticMammograms:
     """A grain random-access source of `num_images` synthetic mammograms of one split.
 
-    Splits draw from disjoint seeds, so train, val and test never share an image.
+    Splits draw from disjoint seeds, so train, val and test never share an image. The images
+    are drawn at the model's size but not yet CLAHE'd: the pipeline preprocesses them.
     """
+
+    preprocessed = False
 
     def __init__(self, num_images: int, image_size: int = 256, seed: int = 0,
                  split: str = "train") -> None:
-        if split not in SPLIT_OFFSETS:
-            raise ValueError(f"unknown split {split!r}; expected one of {sorted(SPLIT_OFFSETS)}")
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
         if num_images < 1:
             raise ValueError(f"num_images must be positive, got {num_images}")
         self.num_images = num_images
@@ -136,15 +140,25 @@ class SyntheticMammograms:
         self.split = split
         self._seed = zlib.crc32(f"msunet-synthetic/{seed}/{split}".encode())
 
+    @classmethod
+    def from_config(cls, data: ml_collections.ConfigDict, split: str) -> SyntheticMammograms:
+        """Split `split` at `data.image_size`, `data.num_<split>` images drawn from `data.seed`."""
+        sizes = {"train": data.num_train, "val": data.num_val, "test": data.num_test}
+        if split not in sizes:
+            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        return cls(sizes[split], data.image_size, seed=data.seed, split=split)
+
     def __len__(self) -> int:
         return self.num_images
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < self.num_images:
             raise IndexError(f"index {index} out of range for {self.num_images} images")
-        record = synthetic_mammogram(self._seed, index, self.image_size)
-        record["path"] = f"synthetic://{self.split}/{index}"
-        return record
+        return synthetic_mammogram(self._seed, index, self.image_size) | self.record(index)
+
+    def record(self, index: int) -> dict[str, Any]:
+        """Image `index`'s name (a `synthetic://<split>/<index>` path) without its pixels."""
+        return {"path": f"synthetic://{self.split}/{index}", "case": ""}
 
     def __repr__(self) -> str:
         return (f"SyntheticMammograms(num_images={self.num_images}, "

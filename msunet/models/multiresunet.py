@@ -3,7 +3,8 @@
 A layer-for-layer port of the authors' Keras model (nibtehaz/MultiResUNet,
 tensorflow/MultiResUNet.py): same layer order, no conv biases, BatchNorm(scale=False) inside
 `conv2d_bn`, transposed convolutions with bias, and a BatchNorm between the last 1x1 conv and the
-sigmoid. The module returns logits; apply `jax.nn.sigmoid` for probabilities.
+sigmoid. The encoder-decoder is `UNetSkeleton` (unet.py); this file adds the blocks. The module
+returns logits; apply `jax.nn.sigmoid` for probabilities.
 """
 
 from __future__ import annotations
@@ -13,15 +14,8 @@ import functools
 import flax.linen as nn
 import jax.numpy as jnp
 
-from msunet.models.layers import (
-    KERAS_BN_MOMENTUM,
-    ConvBN,
-    Dtype,
-    batch_norm,
-    check_input,
-    max_pool_2x2,
-    upsample,
-)
+from msunet.models.layers import KERAS_BN_MOMENTUM, ConvBN, Dtype, batch_norm
+from msunet.models.unet import STAGES, UNetSkeleton
 
 
 def multires_widths(filters: int, alpha: float = 1.67) -> tuple[int, int, int]:
@@ -70,48 +64,20 @@ class ResPath(nn.Module):
         return x
 
 
-class MultiResUNet(nn.Module):
-    """MultiResUNet for binary segmentation; NHWC in, (N, H, W, out_channels) logits out.
+class MultiResUNet(UNetSkeleton):
+    """MultiResUNet: MultiResBlocks in every stage and ResPaths on the skips (7,262,504
+    parameters at base_filters=32, as the Keras reference).
 
-    Attributes:
-      base_filters: width U of the first MultiResBlock (32 in the paper); doubles per stage.
-      alpha: MultiResBlock width multiplier (1.67 keeps the count just below U-Net's).
-      out_channels: number of sigmoid outputs (1 for lesion vs background).
-      dtype: compute dtype (e.g. jnp.bfloat16); parameters and BN statistics stay float32.
-      in_channels: when set, inputs with another channel count raise a ValueError.
-      bn_momentum: BatchNorm running-average momentum; Keras' 0.99 suits the paper's ~45k steps,
-        while runs of a few hundred steps need ~0.9 for usable inference-mode statistics.
-      head_bias_init: initial offset of the output logits (the head BatchNorm's beta). 0 is
-        Keras'; about log(p / (1 - p)) for a lesion share p starts training from the prior
-        instead of p = 0.5, which saves thousands of steps on small lesions.
+    Attributes: those of `UNetSkeleton` (base_filters is the width U of the first
+    MultiResBlock), and alpha, the MultiResBlock width multiplier (1.67 keeps the count just
+    below U-Net's).
     """
 
-    base_filters: int = 32
     alpha: float = 1.67
-    out_channels: int = 1
-    dtype: Dtype = jnp.float32
-    in_channels: int | None = None
-    head_bias_init: float = 0.0
-    bn_momentum: float = KERAS_BN_MOMENTUM
 
-    @nn.compact
-    def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
-        check_input(x, multiple=16, in_channels=self.in_channels)
-        x = x.astype(self.dtype)
-        filters = [self.base_filters * 2**i for i in range(5)]
-        block = functools.partial(MultiResBlock, alpha=self.alpha, dtype=self.dtype,
-                                  bn_momentum=self.bn_momentum)
-        skips = []
-        for depth, f in enumerate(filters[:4]):
-            x = block(f)(x, train=train)
-            skips.append(ResPath(f, 4 - depth, dtype=self.dtype,
-                                 bn_momentum=self.bn_momentum)(x, train=train))
-            x = max_pool_2x2(x)
-        x = block(filters[4])(x, train=train)
-        for up, (f, skip) in enumerate(zip(reversed(filters[:4]), reversed(skips), strict=True)):
-            upsampled = upsample(f, self.dtype, name=f"ConvTranspose_{up}")(x)
-            x = jnp.concatenate([upsampled, skip], axis=-1)
-            x = block(f)(x, train=train)
-        logits = ConvBN(self.out_channels, 1, activation=None, bn_bias_init=self.head_bias_init,
-                        dtype=self.dtype, bn_momentum=self.bn_momentum)(x, train=train)
-        return logits.astype(jnp.float32)
+    def block(self, filters: int) -> nn.Module:
+        return MultiResBlock(filters, alpha=self.alpha, dtype=self.dtype,
+                             bn_momentum=self.bn_momentum)
+
+    def skip(self, filters: int, depth: int) -> nn.Module:
+        return ResPath(filters, STAGES - depth, dtype=self.dtype, bn_momentum=self.bn_momentum)
