@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 
 from msunet.data.preprocess import Geometry, model_inputs, prepare_image, restore_geometry
-from msunet.state import create_model, create_train_state
+from msunet.state import abstract_train_state, create_model
 from msunet.workdir import Workdir
 
 
@@ -37,12 +37,12 @@ def load_variables(workdir: str | pathlib.Path, config: ml_collections.ConfigDic
                    checkpoint: str = "best") -> tuple[dict[str, Any], int]:
     """The model variables ({'params', 'batch_stats'}) of a checkpoint of `workdir`, and its step.
 
-    Raises FileNotFoundError when the workdir has no checkpoint of that kind.
+    Raises FileNotFoundError when the workdir has no checkpoint of that kind. The state is
+    restored into its abstract shapes: nothing is initialised (or compiled) only to be replaced.
     """
-    state = create_train_state(config, jax.random.key(0))
     checkpointer = Workdir(workdir).checkpointer()
     try:
-        restored = checkpointer.restore(state, kind=checkpoint)
+        restored = checkpointer.restore(abstract_train_state(config), kind=checkpoint)
     finally:
         checkpointer.close()
     return {"params": restored.state.params,

@@ -62,6 +62,16 @@ def smoke_run(tmp_path_factory, worker_id, smoke_config):
     return workdir
 
 
+@pytest.fixture(scope="session")
+def sample_image():
+    """One real Mini-DDSM mammogram of the samples (skipped, with the reason, where absent)."""
+    images = sorted(path for path in SAMPLES.glob("*/*/*.png")
+                    if "mask" not in path.stem.lower()) if SAMPLES.is_dir() else []
+    if not images:
+        pytest.skip(f"no Mini-DDSM samples at {SAMPLES} (set MSUNET_SAMPLES to their folder)")
+    return images[0]
+
+
 @pytest.fixture
 def copy_run(smoke_run, tmp_path):
     """A private copy of the shared smoke run, for tests that write into a workdir."""

@@ -19,7 +19,6 @@ from msunet.inference import (
     window_starts,
 )
 from msunet.workdir import Workdir
-from tests.conftest import SAMPLES
 
 
 @pytest.fixture(scope="module")
@@ -28,15 +27,6 @@ def trained(smoke_run):
     config = Workdir(smoke_run).load_config()
     variables, step = load_variables(smoke_run, config)
     return config, variables, step
-
-
-@pytest.fixture(scope="module")
-def sample_image():
-    images = sorted(path for path in SAMPLES.glob("*/*/*.png")
-                    if "mask" not in path.stem.lower()) if SAMPLES.is_dir() else []
-    if not images:
-        pytest.skip(f"no Mini-DDSM samples at {SAMPLES} (set MSUNET_SAMPLES to their folder)")
-    return images[0]
 
 
 def scan(height=96, width=80, index=0):

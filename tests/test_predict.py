@@ -3,21 +3,11 @@ flags that override the run's eval settings, and one-line errors naming the file
 
 import cv2
 import numpy as np
-import pytest
 
 from msunet.data import synthetic_mammogram
 from msunet.predict import main as predict_main
 from msunet.workdir import Workdir
-from tests.conftest import SAMPLES, run_module
-
-
-@pytest.fixture(scope="module")
-def sample_image():
-    images = sorted(path for path in SAMPLES.glob("*/*/*.png")
-                    if "mask" not in path.stem.lower()) if SAMPLES.is_dir() else []
-    if not images:
-        pytest.skip(f"no Mini-DDSM samples at {SAMPLES} (set MSUNET_SAMPLES to their folder)")
-    return images[0]
+from tests.conftest import run_module
 
 
 def expect_error(result, *fragments):

@@ -64,6 +64,7 @@ def test_smoke_training_on_the_miniddsm_sample_and_prepare(smoke_config, tmp_pat
     assert "51 images (0 skipped)" in capsys.readouterr().out
     config = smoke_config.copy_and_resolve_references()
     config.data.source, config.data.root = "miniddsm", str(SAMPLES)
+    config.model.name = "unet"  # the cache and split are the point; U-Net compiles fast
     train_and_evaluate(config, tmp_path)
     assert "on 36 miniddsm images" in capsys.readouterr().out
     run = Workdir(tmp_path)
