@@ -13,9 +13,9 @@ SAMPLES = pathlib.Path(os.environ.get("MSUNET_SAMPLES",
                                       REPO.parent / "shared" / "data" / "mammo_samples"))
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(REPO / ".jax_cache"))
-# Tests run tiny models for a few steps, so compiling dominates their time: LLVM's -O0 compiles
-# the MultiResUNet train step ~35 % faster and runs it ~2x slower, a good trade here (never for
-# the benchmarks). Subprocesses inherit it.
+# Tests run tiny models for a few steps, so compiling dominates their time: LLVM at -O0 compiles
+# faster and runs slower, a good trade here (never for the benchmarks' timings). Subprocesses
+# inherit it.
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                                + " --xla_backend_optimization_level=0").strip()
