@@ -39,7 +39,8 @@ from msunet import cli
 from msunet import data as data_lib
 from msunet.config import base_config
 from msunet.models.multiresunet import MultiResUNet, multires_widths
-from msunet.state import create_train_state
+from msunet.optim import create_optimizer
+from msunet.state import TrainState, create_model
 from msunet.workdir import RunMeta, Workdir
 
 PathLike = str | os.PathLike
@@ -358,8 +359,10 @@ def write_workdir(variables: dict[str, Any], config: ml_collections.ConfigDict,
     config = ml_collections.ConfigDict(config.to_dict())
     config.model.name = "multiresunet"
     config.model.update(model_fields(variables))
-    state = create_train_state(config, jax.random.key(config.train.seed))
-    state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
+    # The imported variables and a fresh Adam state: nothing is initialised only to be replaced.
+    state = TrainState.create(apply_fn=create_model(config.model).apply,
+                              params=variables["params"], batch_stats=variables["batch_stats"],
+                              tx=create_optimizer(config.optim))
     run.save_config(config)
     source = data_lib.build_source(config.data, "train", **run.data_paths(config.data))
     data_iterator = iter(data_lib.train_dataset(config.data, source, config.train.batch_size,
