@@ -18,16 +18,21 @@ The recipe is one loop (`train_to_convergence`) for both frameworks:
 - Optimisation: Adam with Keras' defaults (msunet: `optim.keras_epsilon`, the same update rule),
   binary cross-entropy (Keras computes it from the sigmoid's logits in graph mode, as msunet
   does), batch `batch`, learning rate `learning_rate`.
-- Every `eval_every` steps the validation split is scored. Early stopping: training ends when the
-  validation loss has not improved by `min_delta` for `patience` validations (or at `max_steps`).
-  The weights with the lowest validation loss are kept and scored on the test split.
+- Every `eval_every` steps the validation split is scored. When the validation loss has not
+  improved by `min_delta` for `patience` validations, the learning rate is multiplied by
+  `lr_factor` (Keras' `ReduceLROnPlateau`), at most `lr_reductions` times; the next such stall
+  ends training (Keras' `EarlyStopping`), as does `max_steps`. The reductions are what let a
+  constant-rate Adam run, still creeping down after thousands of steps, reach a plateau within
+  the suite's time. The weights with the lowest validation loss are kept and scored on the test
+  split.
 - Scores: `scores`, the same numpy code for both frameworks: validation loss = binary
   cross-entropy of the probabilities clipped to [1e-7, 1 - 1e-7] (Keras' clipping); pooled
   foreground IoU, Dice, pixel accuracy and 2-class mean IoU from `msunet.metrics` (the
   definitions `msunet.evaluate` reports), at threshold 0.5.
 
 Guards (a broken comparison fails instead of publishing): the optimiser's learning rate must
-equal the spec's when training starts, and the training loss must fall.
+equal the spec's when training starts and after every reduction, and the training loss must
+fall.
 Wall times count from this module's import (`START`): framework imports, model building,
 compilation and the input pipeline are included, as a user waiting for a result feels them.
 """
@@ -66,8 +71,10 @@ class Spec:
     batch: int = 8
     max_steps: int = 3000
     eval_every: int = 100
-    patience: int = 5  # validations without a val-loss improvement of min_delta before stopping
+    patience: int = 5  # validations without a val-loss improvement of min_delta: a stall
     min_delta: float = 1e-4
+    lr_factor: float = 0.1  # a stall multiplies the learning rate by this ...
+    lr_reductions: int = 0  # ... this many times; the stall after that stops training
     num_train: int = 512
     num_val: int = 64
     num_test: int = 128
@@ -139,6 +146,7 @@ class Trainer(Protocol):
     """What the shared loop needs from a framework."""
 
     def learning_rate(self) -> float: ...
+    def set_learning_rate(self, value: float) -> None: ...
     def step(self, batch: dict[str, np.ndarray]) -> float: ...
     def predict(self, images: np.ndarray) -> np.ndarray: ...
     def snapshot(self) -> Any: ...
@@ -146,15 +154,24 @@ class Trainer(Protocol):
 
 
 class JaxTrainer:
-    """msunet's own train step (as `msunet.train` runs it), model and optimiser factories."""
+    """msunet's own train step (as `msunet.train` runs it), model and optimiser factories.
+
+    The optimiser is `msunet.optim.create_optimizer` with its learning rate made a value of the
+    optimiser state (`optax.inject_hyperparams`), so a reduction changes an array, not the
+    compiled step.
+    """
 
     def __init__(self, spec: Spec, seed: int, init_path: pathlib.Path | None,
                  keras_epsilon: bool = True) -> None:
         import functools
 
         import jax
+        import jax.numpy as jnp
+        import ml_collections
+        import optax
 
         from msunet.convert import from_keras
+        from msunet.optim import create_optimizer
         from msunet.state import create_model, create_train_state
         from msunet.training import train_step
 
@@ -162,6 +179,14 @@ class JaxTrainer:
         self.config.optim.keras_epsilon = keras_epsilon
         model = create_model(self.config.model)
         state = create_train_state(self.config, jax.random.key(seed))
+
+        def adam(learning_rate: jax.Array) -> optax.GradientTransformation:
+            return create_optimizer(ml_collections.ConfigDict(
+                {**self.config.optim.to_dict(), "learning_rate": learning_rate}))
+
+        # float32, not a weakly typed Python float: a reduction must not retrace the step
+        tx = optax.inject_hyperparams(adam)(learning_rate=jnp.float32(spec.learning_rate))
+        state = state.replace(tx=tx, opt_state=tx.init(state.params))
         if init_path is not None:
             variables = from_keras(init_path, alpha=self.config.model.alpha)
             state = state.replace(params=variables["params"],
@@ -172,7 +197,14 @@ class JaxTrainer:
             lambda variables, x: jax.nn.sigmoid(model.apply(variables, x, train=False)))
 
     def learning_rate(self) -> float:
-        return float(self.config.optim.learning_rate)
+        return float(self.state.opt_state.hyperparams["learning_rate"])
+
+    def set_learning_rate(self, value: float) -> None:
+        import jax.numpy as jnp
+
+        hyperparams = {**self.state.opt_state.hyperparams, "learning_rate": jnp.float32(value)}
+        self.state = self.state.replace(
+            opt_state=self.state.opt_state._replace(hyperparams=hyperparams))
 
     def step(self, batch: dict[str, np.ndarray]) -> float:
         self.state, metrics, finite = self._step(self.state, batch)
@@ -227,6 +259,9 @@ class KerasTrainer:
     def learning_rate(self) -> float:
         return float(np.asarray(self.model.optimizer.learning_rate))
 
+    def set_learning_rate(self, value: float) -> None:
+        self.model.optimizer.learning_rate.assign(value)
+
     def step(self, batch: dict[str, np.ndarray]) -> float:
         return float(self.model.train_on_batch(model_inputs(batch["image"]),
                                                batch["mask"].astype(np.float32)))
@@ -247,24 +282,30 @@ def evaluate(trainer: Trainer, batches: list[dict[str, np.ndarray]]) -> dict[str
                   [batch["mask"] for batch in batches])
 
 
+def check_learning_rate(trainer: Trainer, expected: float, framework: str) -> None:
+    """Raise if the optimiser does not train at `expected` (e.g. a reset that zeroed it)."""
+    if not math.isclose(trainer.learning_rate(), expected, rel_tol=1e-6):
+        raise RuntimeError(f"{framework}: the optimiser's learning rate is "
+                           f"{trainer.learning_rate()}, the spec's {expected}")
+
+
 def train_to_convergence(spec: Spec, trainer: Trainer, seed: int,
                          framework: str) -> dict[str, Any]:
-    """The shared loop: train, validate, stop early, score the chosen weights on test."""
-    if not math.isclose(trainer.learning_rate(), spec.learning_rate, rel_tol=1e-6):
-        raise RuntimeError(f"{framework}: the optimiser's learning rate is "
-                           f"{trainer.learning_rate()}, the spec's {spec.learning_rate}")
+    """The shared loop: train, validate, reduce the rate or stop on a stall, score on test."""
+    check_learning_rate(trainer, spec.learning_rate, framework)
     val = split_batches(spec, "val")
     batches = train_batches(spec, seed)
     curve: list[dict[str, float]] = []
     losses: list[float] = []
     best: dict[str, float] | None = None
     best_weights = None
-    patience_best, stale = math.inf, 0
+    patience_best, stale, reductions, stopped_early = math.inf, 0, 0, False
     for step in range(1, spec.max_steps + 1):
         losses.append(trainer.step(next(batches)))
         if step % spec.eval_every and step != spec.max_steps:
             continue
         point = {"step": step, "wall_s": time.perf_counter() - START,
+                 "learning_rate": trainer.learning_rate(),
                  "train_loss": float(np.mean(losses[-spec.eval_every:])),
                  **{f"val_{key}": value for key, value in evaluate(trainer, val).items()}}
         curve.append(point)
@@ -272,17 +313,23 @@ def train_to_convergence(spec: Spec, trainer: Trainer, seed: int,
             best, best_weights = point, trainer.snapshot()
         if point["val_loss"] < patience_best - spec.min_delta:
             patience_best, stale = point["val_loss"], 0
-        else:
-            stale += 1
-            if stale >= spec.patience:
-                break
+            continue
+        stale += 1
+        if stale < spec.patience:
+            continue
+        if reductions == spec.lr_reductions:
+            stopped_early = True
+            break
+        reductions, stale = reductions + 1, 0
+        trainer.set_learning_rate(spec.learning_rate * spec.lr_factor**reductions)
+        check_learning_rate(trainer, spec.learning_rate * spec.lr_factor**reductions, framework)
     check_loss_fell(losses, framework)
     trainer.restore(best_weights)
     test = evaluate(trainer, split_batches(spec, "test"))
     target = 0.95 * best["val_fg_iou"]
     reached = next(point for point in curve if point["val_fg_iou"] >= target)
-    return {"seed": seed, "curve": curve, "steps": len(losses),
-            "stopped_early": stale >= spec.patience, "best": best, "test": test,
+    return {"seed": seed, "curve": curve, "steps": len(losses), "stopped_early": stopped_early,
+            "best": best, "test": test,
             "time_to_95": {"step": reached["step"], "wall_s": reached["wall_s"]},
             "wall_s": time.perf_counter() - START}
 

@@ -56,7 +56,9 @@ SUITES: dict[str, dict[str, Any]] = {
         "variants": ("jax", "keras-tf"),
         "repeats": 1,
         "compile_cache": True,  # reuse compiled programs between runs
-        "accuracy": accuracy.Spec(size=32, base_filters=4, batch=4, max_steps=6, eval_every=3,
+        # min_delta 1: every validation is a stall, so the rate reduction and the stop both run
+        "accuracy": accuracy.Spec(size=32, base_filters=4, batch=4, max_steps=6, eval_every=2,
+                                  patience=1, min_delta=1.0, lr_reductions=1,
                                   num_train=16, num_val=8, num_test=8),
         "accuracy_models": ("multiresunet",),
         "seeds": (0,),
@@ -74,10 +76,11 @@ SUITES: dict[str, dict[str, Any]] = {
         "wait_for_idle": True,
     },
     "accuracy": {
-        # Early stopping on validation loss, or max_steps; the wall time is in accuracy.json.
-        # ~2 h on 2 cores; most runs still use every step (see the README's accuracy section).
-        "accuracy": accuracy.Spec(size=64, base_filters=8, batch=8, max_steps=3000,
-                                  eval_every=100, patience=5),
+        # Rate / 10 on a validation-loss stall, twice, then early stopping (or max_steps);
+        # 48x48 keeps the suite within ~2 h on 2 cores. The wall time is in accuracy.json.
+        "accuracy": accuracy.Spec(size=48, base_filters=8, batch=8, max_steps=6000,
+                                  eval_every=100, patience=3, min_delta=5e-4,
+                                  lr_reductions=2),
         "accuracy_models": ("multiresunet", "unet"),
         "seeds": (0, 1, 2),
         "keras_variant": "keras-tf-onednn",  # the fastest Keras/TF here: honest time-to-accuracy
@@ -208,6 +211,7 @@ def run_accuracy(spec: accuracy.Spec, models: tuple[str, ...], seeds: tuple[int,
             "time_to_95_s": _mean_std([r["time_to_95"]["wall_s"] for r in results]),
             "best_step": _mean_std([r["best"]["step"] for r in results]),
             "steps": _mean_std([r["steps"] for r in results]),
+            "stopped_early": sum(r["stopped_early"] for r in results),
             "wall_s": _mean_std([r["wall_s"] for r in results])}
             for framework, results in by_framework.items()}
         difference = {metric: paired_difference([
@@ -296,14 +300,16 @@ def accuracy_markdown(results: dict[str, Any]) -> list[str]:
         f"Accuracy: synthetic mammograms {spec['size']}x{spec['size']} ({spec['num_train']} "
         f"train / {spec['num_val']} validation / {spec['num_test']} test images), base width "
         f"{spec['base_filters']}, batch {spec['batch']}, Adam {spec['learning_rate']}, "
-        f"BCE; validation every {spec['eval_every']} steps, early stopping after "
-        f"{spec['patience']} validations without a val-loss gain of {spec['min_delta']} "
-        f"(at most {spec['max_steps']} steps), the lowest-val-loss weights scored on **test**; "
-        f"Keras/TF as `{acc['keras_variant']}`; mean ± std over seeds {acc['seeds']}.",
+        f"BCE; validation every {spec['eval_every']} steps; a stall ({spec['patience']} "
+        f"validations without a val-loss gain of {spec['min_delta']}) multiplies the learning "
+        f"rate by {spec['lr_factor']}, at most {spec['lr_reductions']} times, and the next "
+        f"stall stops training (at most {spec['max_steps']} steps); the lowest-val-loss "
+        f"weights scored on **test**; Keras/TF as `{acc['keras_variant']}`; mean ± std over "
+        f"seeds {acc['seeds']}.",
         "",
         "| model | framework | test fg IoU | Dice | pixel accuracy | 2-class mean IoU | "
-        "best step | steps run | time to 95 % (s) | wall (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "best step | steps run | stopped on a stall | time to 95 % (s) | wall (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for model, by_framework in acc["summary"].items():
         for framework in ("jax", "keras-tf"):
@@ -312,7 +318,10 @@ def accuracy_markdown(results: dict[str, Any]) -> list[str]:
             lines.append(f"| {model} | {name} | " + " | ".join(
                 f"{m[k]['mean']:.3f} ± {m[k]['std']:.3f}" for k in TEST_METRICS) + " | "
                 + " | ".join(f"{m[k]['mean']:.0f} ± {m[k]['std']:.0f}"
-                             for k in ("best_step", "steps", "time_to_95_s", "wall_s")) + " |")
+                             for k in ("best_step", "steps")) + " | "
+                + f"{m['stopped_early']} of {len(acc['seeds'])} | "
+                + " | ".join(f"{m[k]['mean']:.0f} ± {m[k]['std']:.0f}"
+                             for k in ("time_to_95_s", "wall_s")) + " |")
     lines += ["", "Paired difference msunet - Keras/TF on test (per seed, same data order; "
               "MultiResUNet from the same initial weights), mean [95 % CI]:", "",
               "| model | fg IoU | Dice | pixel accuracy | 2-class mean IoU | "
@@ -364,23 +373,26 @@ def plot_throughput(results: dict[str, Any], path: pathlib.Path) -> None:
 
 
 def plot_accuracy(results: dict[str, Any], path: pathlib.Path) -> None:
-    """Validation fg IoU vs step for every run, and the test table as bars with error bars."""
+    """Validation fg IoU and loss vs step for every run (the plateau), and the test table as
+    bars with error bars."""
     import matplotlib.pyplot as plt
 
     acc = results["accuracy"]
     colours = {"jax": "C0", "keras-tf": "C1"}
     names = {"jax": "msunet", "keras-tf": "Keras/TF"}
     styles = dict(zip(acc["runs"], ("-", "--", ":", "-."), strict=False))
-    figure, (curves, bars) = plt.subplots(1, 2, figsize=(11, 4))
+    figure, (curves, losses, bars) = plt.subplots(1, 3, figsize=(16, 4))
     for model, by_framework in acc["runs"].items():
         for framework, runs in by_framework.items():
             for index, run in enumerate(runs):
-                curves.plot([p["step"] for p in run["curve"]],
-                            [p["val_fg_iou"] for p in run["curve"]], color=colours[framework],
-                            linestyle=styles[model], alpha=0.7,
+                steps = [p["step"] for p in run["curve"]]
+                style = {"color": colours[framework], "linestyle": styles[model], "alpha": 0.7}
+                curves.plot(steps, [p["val_fg_iou"] for p in run["curve"]], **style,
                             label=f"{model}, {names[framework]}" if index == 0 else None)
+                losses.plot(steps, [p["val_loss"] for p in run["curve"]], **style)
     curves.set(title="validation fg IoU", xlabel="step", ylabel="fg IoU")
     curves.legend(fontsize=8)
+    losses.set(title="validation loss (BCE)", xlabel="step", ylabel="loss", yscale="log")
     groups = [(model, framework) for model in acc["summary"] for framework in ("jax", "keras-tf")]
     width = 0.8 / len(groups)
     for index, (model, framework) in enumerate(groups):

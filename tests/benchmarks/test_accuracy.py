@@ -3,6 +3,7 @@ broken comparison (the Keras one needs the bench extra)."""
 
 import dataclasses
 
+import jax
 import numpy as np
 import pytest
 
@@ -59,3 +60,71 @@ def test_a_keras_optimiser_reset_that_zeroes_the_learning_rate_is_refused():
     assert trainer.learning_rate() == 0.0
     with pytest.raises(RuntimeError, match="learning rate is 0.0"):
         accuracy.train_to_convergence(spec, trainer, 0, "keras-tf")
+
+
+class FlatTrainer:
+    """A trainer whose validation loss never improves: every validation is a stall."""
+
+    def __init__(self, learning_rate: float) -> None:
+        self.rate, self.rates, self.steps = learning_rate, [], 0
+
+    def learning_rate(self) -> float:
+        return self.rate
+
+    def set_learning_rate(self, value: float) -> None:
+        self.rate = value
+        self.rates.append(value)
+
+    def step(self, batch):
+        self.steps += 1
+        return 1.0 / self.steps  # a falling training loss
+
+    def predict(self, images):
+        return np.full(images.shape, 0.3, np.float32)
+
+    def snapshot(self):
+        return self.steps
+
+    def restore(self, weights):
+        self.restored = weights
+
+
+def test_a_stall_reduces_the_learning_rate_then_stops_training():
+    spec = dataclasses.replace(TINY, max_steps=100, eval_every=2, patience=2, lr_factor=0.5,
+                               lr_reductions=2)
+    trainer = FlatTrainer(spec.learning_rate)
+    result = accuracy.train_to_convergence(spec, trainer, 0, "fake")
+    # the first validation sets the best; two stalls each halve the rate, the third stops
+    assert trainer.rates == pytest.approx([5e-4, 2.5e-4])
+    assert [p["learning_rate"] for p in result["curve"]] == pytest.approx(
+        [1e-3, 1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4, 2.5e-4])
+    assert result["stopped_early"] and result["steps"] == 14 == trainer.steps
+    assert trainer.restored == 2  # the weights of the lowest validation loss (the first)
+
+
+def test_a_reduction_that_does_not_take_is_refused():
+    class Stuck(FlatTrainer):
+        def set_learning_rate(self, value: float) -> None:
+            pass
+
+    spec = dataclasses.replace(TINY, max_steps=100, eval_every=2, patience=1, lr_reductions=1)
+    with pytest.raises(RuntimeError, match="learning rate is 0.001, the spec's 0.0001"):
+        accuracy.train_to_convergence(spec, Stuck(spec.learning_rate), 0, "fake")
+
+
+def test_msunet_takes_a_new_learning_rate_without_recompiling():
+    spec = dataclasses.replace(TINY, model="unet")
+    trainer = accuracy.JaxTrainer(spec, 0, None)
+    batches = accuracy.train_batches(spec, 0)
+    trainer.step(next(batches))
+    trainer.step(next(batches))  # from here on, the state comes out of the compiled step
+    compiled = trainer._step._cache_size()
+    trainer.set_learning_rate(0.0)
+    assert trainer.learning_rate() == 0.0
+    before = trainer.snapshot()
+    trainer.step(next(batches))
+    after = trainer.snapshot()
+    for old, new in zip(jax.tree.leaves(before["params"]), jax.tree.leaves(after["params"]),
+                        strict=True):
+        np.testing.assert_array_equal(old, new)  # rate 0: the step is live, the params stay
+    assert trainer._step._cache_size() == compiled

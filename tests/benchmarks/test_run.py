@@ -60,7 +60,12 @@ def test_quick_suite_writes_results(tmp_path):
     for framework in ("jax", "keras-tf"):
         (run,) = runs[framework]
         assert run["seed"] == 0 and run["same_init_as_keras"], framework
-        assert [point["step"] for point in run["curve"]] == [3, 6]
+        assert [point["step"] for point in run["curve"]] == [2, 4, 6]
+        # after the first, every validation is a stall (min_delta 1): the rate falls at step 4,
+        # and training stops at step 6
+        assert [point["learning_rate"] for point in run["curve"]] == pytest.approx(
+            [1e-3, 1e-3, 1e-4])
+        assert run["stopped_early"], framework
         assert all(0 <= point["val_fg_iou"] <= 1 for point in run["curve"])
         assert run["curve"][-1]["train_loss"] < run["curve"][0]["train_loss"], framework
         assert 0 < run["time_to_95"]["wall_s"] <= run["wall_s"]
