@@ -3,6 +3,7 @@
     python -m benchmarks.run --suite quick      # every stage at tiny shapes (plumbing check)
     python -m benchmarks.run --suite full       # 256x256 batch 8 throughput (~30 min here)
     python -m benchmarks.run --suite accuracy   # both models and frameworks, early stopping
+    python -m benchmarks.run --suite gpu        # msunet on one GPU, bfloat16 (exits 0 without)
 
 Every measurement runs in its own subprocess (`benchmarks.throughput`, `benchmarks.accuracy`),
 one at a time; with `wait_for_idle` (full, accuracy) each starts only once the CPU is idle, and
@@ -13,8 +14,9 @@ over the fastest Keras/TF variant's; accuracy: test scores per model and framewo
 
 Throughput variants: `jax` is msunet as its command-line tools run it (freed host memory kept,
 `msunet.hostmem`); Keras/TF runs with TensorFlow's oneDNN switch off (`keras-tf`, its default on
-CPUs without AVX-512), on (`keras-tf-onednn`), and off with msunet's host-memory setting
-(`keras-tf-kept`), so that the ratio is against TensorFlow's best showing on the machine.
+CPUs without AVX-512), on (`keras-tf-onednn`), and each of those with msunet's host-memory
+setting (`keras-tf-kept`, `keras-tf-onednn-kept`), so that the ratio is against TensorFlow's best
+showing on the machine.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ VARIANTS: dict[str, tuple[str, str, dict[str, str]]] = {
     "keras-tf": ("keras-tf", "default", {"TF_ENABLE_ONEDNN_OPTS": "0"}),
     "keras-tf-onednn": ("keras-tf", "default", {"TF_ENABLE_ONEDNN_OPTS": "1"}),
     "keras-tf-kept": ("keras-tf", "kept", {"TF_ENABLE_ONEDNN_OPTS": "0"}),
+    "keras-tf-onednn-kept": ("keras-tf", "kept", {"TF_ENABLE_ONEDNN_OPTS": "1"}),
     "keras-jax": ("keras-jax", "default", {}),
 }
 
@@ -70,7 +73,8 @@ SUITES: dict[str, dict[str, Any]] = {
         "throughput": throughput.Spec(size=256, batch=8, base_filters=32, train_steps=3,
                                       infer_steps=2),
         # add keras-jax or jax-default-malloc with --variants (slow here)
-        "variants": ("jax", "keras-tf", "keras-tf-onednn", "keras-tf-kept"),
+        "variants": ("jax", "keras-tf", "keras-tf-onednn", "keras-tf-kept",
+                     "keras-tf-onednn-kept"),
         "repeats": 2,
         "compile_cache": False,  # every process compiles, so compile times are honest
         "wait_for_idle": True,
@@ -88,6 +92,17 @@ SUITES: dict[str, dict[str, Any]] = {
         "wait_for_idle": True,
     },
 }
+SUITES["gpu"] = {  # msunet alone: its step on one GPU, bfloat16 compute, float32 parameters
+    "throughput": throughput.Spec(size=256, batch=32, base_filters=32, dtype="bfloat16",
+                                  train_steps=10, infer_steps=5),
+    "variants": ("jax",),
+    "repeats": 1,
+    "compile_cache": False,
+    "wait_for_idle": False,
+    "needs_gpu": True,
+}
+# Dense bfloat16 peak FLOP/s by device kind (vendor data sheets), for the model FLOPs utilisation.
+GPU_PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
 TEST_METRICS = ("fg_iou", "dice", "accuracy", "mean_iou_2class")
 PARITY_GOAL = 0.02  # |mean paired fg IoU difference| the accuracy suite aims under
 
@@ -411,6 +426,29 @@ def plot_accuracy(results: dict[str, Any], path: pathlib.Path) -> None:
     plt.close(figure)
 
 
+def gpu_missing() -> str | None:
+    """Why no GPU suite can run here (None: JAX sees a GPU)."""
+    import jax
+
+    try:
+        jax.devices("gpu")
+    except RuntimeError:
+        return (f"no GPU: JAX sees only {sorted({d.platform for d in jax.devices()})} devices "
+                "here; run this suite on a CUDA machine with jax[cuda12] installed")
+    return None
+
+
+def model_flops_utilisation(results: dict[str, Any]) -> dict[str, Any]:
+    """Achieved train FLOP/s (XLA's cost analysis x step rate) against the device's peak."""
+    run = results["throughput"]["runs"]["jax"][0]
+    steps_per_s = statistics.median(run["train"]["images_per_s"]) / results["throughput"][
+        "spec"]["batch"]
+    achieved = (run["train_flops_per_step"] or 0.0) * steps_per_s
+    peak = next((flops for kind, flops in GPU_PEAK_FLOPS.items() if kind in run["device"]), None)
+    return {"device": run["device"], "train_flop_per_s": achieved, "peak_flop_per_s": peak,
+            "mfu": achieved / peak if peak else None}
+
+
 def run_suite(suite: str, output_dir: pathlib.Path,
               variants: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Run a suite's stages (throughput, accuracy); write JSON, markdown and plots."""
@@ -439,6 +477,8 @@ def run_suite(suite: str, output_dir: pathlib.Path,
                                      for v in summary if v != "jax"}
         plot_throughput(results, output_dir / f"{suite}_throughput.png")
         results["plots"].append(f"{suite}_throughput.png")
+        if config.get("needs_gpu"):
+            results["model_flops_utilisation"] = model_flops_utilisation(results)
     if "accuracy" in config:
         results["accuracy"] = run_accuracy(
             config["accuracy"], config["accuracy_models"], config["seeds"],
@@ -460,11 +500,19 @@ def main() -> None:
                         help=f"comma-separated throughput variants from {list(VARIANTS)}")
     args = parser.parse_args()
     variants = tuple(args.variants.split(",")) if args.variants else None
+    if SUITES[args.suite].get("needs_gpu") and (reason := gpu_missing()):
+        print(f"suite {args.suite}: nothing measured: {reason}")
+        return
     try:
         results = run_suite(args.suite, args.output_dir, variants)
     except ValueError as error:
         sys.exit(f"error: {error}")
     print(markdown(results))
+    if "model_flops_utilisation" in results:
+        mfu = results["model_flops_utilisation"]
+        print(f"model FLOPs utilisation on {mfu['device']}: {mfu['train_flop_per_s'] / 1e12:.1f}"
+              " TFLOP/s" + (f", {mfu['mfu']:.1%} of {mfu['peak_flop_per_s'] / 1e12:.0f}"
+                            if mfu["mfu"] is not None else " (peak of this device unknown)"))
 
 
 if __name__ == "__main__":

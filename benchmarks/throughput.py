@@ -87,7 +87,8 @@ def _compile(function: Any, *args: Any) -> tuple[Any, float, Any]:
 
 
 def measure_jax(spec: Spec) -> dict[str, Any]:
-    """msunet's train_step (donated state) and a jitted sigmoid(apply) for inference."""
+    """msunet's train_step (donated state) and, for inference, a jitted sigmoid(apply) with the
+    BatchNorms folded into the convolutions as `msunet.inference` runs it."""
     import functools
 
     import jax
@@ -95,6 +96,7 @@ def measure_jax(spec: Spec) -> dict[str, Any]:
 
     from msunet.config import base_config
     from msunet.data.preprocess import model_inputs
+    from msunet.models.layers import folded_batch_norm
     from msunet.state import create_train_state
     from msunet.training import train_step
 
@@ -120,8 +122,9 @@ def measure_jax(spec: Spec) -> dict[str, Any]:
 
     @jax.jit
     def infer(params: Any, batch_stats: Any, x: jax.Array) -> jax.Array:
-        logits = holder["state"].apply_fn({"params": params, "batch_stats": batch_stats},
-                                          model_inputs(x), train=False)
+        with folded_batch_norm():
+            logits = holder["state"].apply_fn({"params": params, "batch_stats": batch_stats},
+                                              model_inputs(x), train=False)
         return jax.nn.sigmoid(logits)
 
     trained = holder["state"]

@@ -9,6 +9,13 @@ image of the split at the model's resolution (as the paper's Table 1 does) and w
 - `per_image.csv`: one row per image (counts, ratios, HD95, loss).
 The threshold is `eval.threshold`, or with `eval.pick_threshold` (--pick_threshold) the
 candidate with the highest pooled Dice on the validation split: never chosen on the test split.
+
+External validation: `--data source=miniddsm --data root=OTHER --split all` scores the run's
+model on every image of another dataset (the run's `data` config with those fields replaced),
+preprocessed as the run's images were; the reports go to
+`<workdir>/eval/<source>-<root folder>_all_<checkpoint>/`. Replacing a preprocessing field
+(`PREPROCESS_FIELDS`: size, CLAHE, crop, side) is refused, naming the fields, unless
+--accept_preprocessing_change says it is on purpose.
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ from absl import flags, logging
 
 from msunet import cli, hostmem
 from msunet import data as data_lib
+from msunet.data.cache import PREPROCESS_FIELDS
 from msunet.data.pipeline import pad_batch
-from msunet.data.splits import SPLITS
+from msunet.data.splits import ALL, SPLITS
 from msunet.inference import Predictor, load_variables
 from msunet.losses import get_loss
 from msunet.metrics import confusion_counts, image_scores, logit_threshold, ratio, summarize
@@ -130,7 +138,9 @@ def markdown_report(report: dict[str, Any]) -> str:
     model = MODELS[report["model"]].__name__ if report["model"] in MODELS else report["model"]
     hd95 = "n/a" if math.isnan(m["hd95_px"]) else f"{m['hd95_px']:.1f}"
     lines = [
-        f"# Evaluation of {report['workdir']} on the {report['split']} split",
+        (f"# Evaluation of {report['workdir']} on {report['split']} images of "
+         f"{report['data_source']}:{report['data_root']} (external)" if report.get("external")
+         else f"# Evaluation of {report['workdir']} on the {report['split']} split"),
         "",
         f"{report['checkpoint']} checkpoint (step {report['step']}), {m['images']} images at "
         f"{report['image_size']}x{report['image_size']}, threshold {report['threshold']:g} "
@@ -164,18 +174,70 @@ def markdown_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def parse_data_overrides(items: list[str]) -> dict[str, str]:
+    """["source=miniddsm", "root=/data"] -> {"source": "miniddsm", "root": "/data"}."""
+    overrides = {}
+    for item in items:
+        key, equals, value = item.partition("=")
+        if not equals or not key:
+            raise ValueError(f"--data {item!r}: expected FIELD=VALUE, e.g. --data root=/data")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def external_data(data: ml_collections.ConfigDict, overrides: dict[str, str],
+                  accept_preprocessing_change: bool = False) -> ml_collections.ConfigDict:
+    """The run's `data` config with `overrides` (strings, converted to each field's type).
+
+    Raises ValueError for an unknown field, a value of the wrong type, or a changed
+    preprocessing field (unless `accept_preprocessing_change`): a model scored on images
+    prepared otherwise than its training images measures the preparation, not the model.
+    """
+    data = ml_collections.ConfigDict(data.to_dict())
+    changed = {}
+    for key, text in overrides.items():
+        if key not in data or isinstance(data[key], ml_collections.ConfigDict):
+            raise ValueError(f"--data {key}=...: data.{key} is not a data setting; expected one "
+                             f"of {sorted(k for k in data if not isinstance(data[k], dict))}")
+        current = data[key]
+        try:
+            value = ({"true": True, "false": False}[text.lower()] if isinstance(current, bool)
+                     else type(current)(text))
+        except (KeyError, ValueError):
+            raise ValueError(f"--data {key}={text}: expected a {type(current).__name__} like the "
+                             f"run's {current!r}") from None
+        if key in PREPROCESS_FIELDS and value != current:
+            changed[key] = (current, value)
+        data[key] = value
+    if changed and not accept_preprocessing_change:
+        raise ValueError(
+            "the run's model was trained on images prepared with other settings: "
+            + ", ".join(f"data.{key} {old!r} (run) vs {new!r}" for key, (old, new)
+                        in changed.items())
+            + "; drop those --data fields to score with the run's preprocessing, or pass "
+            "--accept_preprocessing_change to score this way on purpose")
+    return data
+
+
 def evaluate(workdir: str | pathlib.Path, split: str = "test", checkpoint: str = "best",
              pick_threshold_on_val: bool | None = None,
-             output: str | pathlib.Path | None = None) -> dict[str, Any]:
+             output: str | pathlib.Path | None = None,
+             data_overrides: dict[str, str] | None = None,
+             accept_preprocessing_change: bool = False) -> dict[str, Any]:
     """Score a run's checkpoint on `split`, write report.json, report.md and per_image.csv.
 
-    `pick_threshold_on_val` overrides `eval.pick_threshold`. Returns the report (as in
-    report.json) with `files`, the paths written.
+    `pick_threshold_on_val` overrides `eval.pick_threshold` (picked on the run's own val split).
+    `data_overrides` ({field: value text}) scores another dataset (`external_data`), usually
+    with `split="all"`. Returns the report (as in report.json) with `files`, the paths written.
     """
     run = Workdir(workdir)
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    if split not in (*SPLITS, ALL):
+        raise ValueError(f"unknown split {split!r}; expected one of {(*SPLITS, ALL)}")
     config = run.load_config()
+    scored = config
+    if data_overrides:
+        scored = config.copy_and_resolve_references()
+        scored.data = external_data(config.data, data_overrides, accept_preprocessing_change)
     variables, step = load_variables(workdir, config, checkpoint)
     predictor = Predictor(variables, config)
     pick = config.eval.pick_threshold if pick_threshold_on_val is None else pick_threshold_on_val
@@ -189,17 +251,25 @@ def evaluate(workdir: str | pathlib.Path, split: str = "test", checkpoint: str =
                             "its scores are optimistic; score --split test for an honest one")
     else:
         threshold, source = float(config.eval.threshold), "eval.threshold"
-    rows = score_split(predictor, config, run, split, threshold)
+    rows = score_split(predictor, scored, run, split, threshold)
     report = {
         "workdir": str(workdir), "model": config.model.name, "split": split,
-        "checkpoint": checkpoint, "step": step, "data_source": config.data.source,
-        "image_size": config.data.image_size, "threshold": threshold,
+        "checkpoint": checkpoint, "step": step, "data_source": scored.data.source,
+        "data_root": scored.data.root, "external": bool(data_overrides),
+        "data_overrides": data_overrides or {},
+        "image_size": scored.data.image_size, "threshold": threshold,
         "threshold_source": source, "threshold_curve": curve,
         "tta_hflip": bool(config.eval.tta_hflip), "loss_name": config.train.loss,
         "loss": float(np.mean([row["loss"] for row in rows])),
         "metrics": {key: _finite(value) for key, value in summarize(rows).items()},
     }
-    output = pathlib.Path(output) if output else run.eval_dir(split, checkpoint)
+    if output:
+        output = pathlib.Path(output)
+    elif data_overrides:
+        dataset = f"{scored.data.source}-{pathlib.Path(scored.data.root).name or 'data'}"
+        output = run.eval_dir(f"{dataset}_{split}", checkpoint)
+    else:
+        output = run.eval_dir(split, checkpoint)
     output.mkdir(parents=True, exist_ok=True)
     files = {"json": output / REPORT_JSON, "markdown": output / REPORT_MD,
              "csv": output / PER_IMAGE_CSV}
@@ -216,7 +286,15 @@ def define_flags(values: flags.FlagValues, argv: list[str]) -> None:
     """The command line of `python -m msunet.evaluate`."""
     flags.DEFINE_string("workdir", None, "A training workdir (config.json and checkpoints).",
                         flag_values=values)
-    flags.DEFINE_enum("split", "test", list(SPLITS), "Which split to score.", flag_values=values)
+    flags.DEFINE_enum("split", "test", [*SPLITS, ALL], "Which split to score; 'all': every "
+                      "image of the dataset (another dataset, given with --data).",
+                      flag_values=values)
+    flags.DEFINE_multi_string("data", [], "FIELD=VALUE: score another dataset, e.g. --data "
+                              "source=miniddsm --data root=/other --split all (the run's data "
+                              "config with those fields replaced).", flag_values=values)
+    flags.DEFINE_boolean("accept_preprocessing_change", False, "Allow --data to change a "
+                         "preprocessing field (image size, CLAHE, crop, side) on purpose.",
+                         flag_values=values)
     flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint to score.",
                       flag_values=values)
     flags.DEFINE_boolean("pick_threshold", None, "Choose the threshold on the val split "
@@ -233,7 +311,8 @@ def main(argv: list[str]) -> None:
     with cli.errors():
         hostmem.keep_freed_memory_unless_disabled()
         report = evaluate(args.workdir, args.split, args.checkpoint, args.pick_threshold,
-                          args.output)
+                          args.output, parse_data_overrides(args.data),
+                          args.accept_preprocessing_change)
     print(pathlib.Path(report["files"]["markdown"]).read_text())
     print("wrote " + ", ".join(report["files"].values()))
 

@@ -29,6 +29,7 @@ import ml_collections
 import numpy as np
 
 from msunet.data.preprocess import Geometry, model_inputs, prepare_image, restore_geometry
+from msunet.models.layers import folded_batch_norm
 from msunet.state import abstract_train_state, create_model
 from msunet.workdir import Workdir
 
@@ -58,14 +59,16 @@ def mean_probability_logit(first: jax.Array, second: jax.Array) -> jax.Array:
 
 @functools.lru_cache(maxsize=8)
 def _logits_fn(model_json: str, tta_hflip: bool) -> Callable[..., jax.Array]:
-    """A jitted (variables, float images (N, S, S, 1)) -> logits (N, S, S, 1), one per model."""
+    """A jitted (variables, float images (N, S, S, 1)) -> logits (N, S, S, 1), one per model,
+    with every convolution's BatchNorm folded into it (`folded_batch_norm`)."""
     model = create_model(ml_collections.ConfigDict(json.loads(model_json)))
 
     def logits(variables: dict[str, Any], images: jax.Array) -> jax.Array:
-        out = model.apply(variables, images, train=False)
-        if tta_hflip:
-            mirrored = model.apply(variables, images[:, :, ::-1], train=False)[:, :, ::-1]
-            out = mean_probability_logit(out, mirrored)
+        with folded_batch_norm():
+            out = model.apply(variables, images, train=False)
+            if tta_hflip:
+                mirrored = model.apply(variables, images[:, :, ::-1], train=False)[:, :, ::-1]
+                out = mean_probability_logit(out, mirrored)
         return out
 
     return jax.jit(logits)

@@ -10,7 +10,7 @@ from absl import flags
 from msunet import cli
 from tests.conftest import REPO
 
-COMMANDS = ("train", "prepare", "evaluate", "predict", "plot", "convert")
+COMMANDS = ("train", "prepare", "evaluate", "predict", "plot", "convert", "crossval", "figures")
 SMOKE = str(REPO / "configs" / "smoke.py")
 
 

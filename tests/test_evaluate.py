@@ -145,3 +145,72 @@ def test_cli_error_names_the_missing_workdir(tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "Traceback" not in result.stderr
     assert str(missing) in result.stderr
+
+
+# --- another dataset (external validation) -----------------------------------------------------
+
+def plain_folder_copy(root, count=4):
+    """`count` real Mini-DDSM samples with lesions, as a plain folder: images/ and masks/
+    (filled, 0/255) with the same file names, the way another site's data often comes."""
+    import cv2
+
+    from msunet.data import MiniDDSM
+    from tests.conftest import SAMPLES
+
+    if not (SAMPLES / "DataWMask.xlsx").is_file():
+        pytest.skip(f"no Mini-DDSM samples at {SAMPLES} (set MSUNET_SAMPLES to their folder)")
+    source = MiniDDSM(SAMPLES)
+    images, masks = root / "images", root / "masks"
+    images.mkdir(parents=True)
+    masks.mkdir()
+    with_lesion = [i for i, entry in enumerate(source.entries) if entry.masks][:count]
+    for i in with_lesion:
+        item = source[i]
+        name = pathlib.Path(item["path"]).name
+        assert cv2.imwrite(str(images / name), item["image"])
+        assert cv2.imwrite(str(masks / name), (item["mask"] > 0).astype(np.uint8) * 255)
+    return images, masks
+
+
+def test_a_run_scores_every_image_of_another_dataset(copy_run, tmp_path):
+    images, masks = plain_folder_copy(tmp_path / "site2")
+    overrides = {"source": "folder", "root": str(images), "masks_dir": str(masks)}
+    report = evaluate(copy_run, "all", data_overrides=overrides)
+    folder = Workdir(copy_run).eval_dir("folder-images_all", "best")
+    assert {pathlib.Path(path).parent for path in report["files"].values()} == {folder}
+    assert report["external"] and report["data_source"] == "folder"
+    assert report["data_root"] == str(images) and report["image_size"] == 64
+    with open(folder / "per_image.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(pathlib.Path(row["path"]).name for row in rows) == sorted(
+        path.name for path in images.iterdir())
+    assert all(int(row["tp"]) + int(row["fn"]) > 0 for row in rows), "every copy has a lesion"
+    assert report["metrics"]["images"] == 4
+    assert "(external)" in (folder / "report.md").read_text().splitlines()[0]
+    # The run's own reports and config are untouched.
+    assert Workdir(copy_run).load_config().data.source == "synthetic"
+
+
+def test_another_datasets_preprocessing_must_match_the_runs(smoke_config):
+    data = smoke_config.data
+    with pytest.raises(ValueError, match=r"data.image_size 64 \(run\) vs 128.*"
+                       r"--accept_preprocessing_change"):
+        evaluate_lib.external_data(data, {"root": "/x", "image_size": "128"})
+    changed = evaluate_lib.external_data(data, {"image_size": "128", "crop_breast": "false"},
+                                         accept_preprocessing_change=True)
+    assert (changed.image_size, changed.crop_breast, data.image_size) == (128, False, 64)
+    with pytest.raises(ValueError, match="data.augment is not a data setting"):
+        evaluate_lib.external_data(data, {"augment": "none"})
+    with pytest.raises(ValueError, match="image_size=big: expected a int"):
+        evaluate_lib.external_data(data, {"image_size": "big"})
+    with pytest.raises(ValueError, match="expected FIELD=VALUE"):
+        evaluate_lib.parse_data_overrides(["root"])
+
+
+def test_the_command_refuses_a_preprocessing_change_naming_the_field(smoke_run, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_lib.main(["evaluate", "--workdir", str(smoke_run), "--split", "all",
+                           "--data", "source=folder", "--data", f"root={tmp_path}",
+                           "--data", "clahe_clip_limit=3.0"])
+    message = str(exit_info.value.code)
+    assert message.startswith("error: ") and "data.clahe_clip_limit 2.0 (run) vs 3.0" in message

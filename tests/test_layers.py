@@ -133,3 +133,16 @@ def test_max_pool_halves_and_check_input_suggests_a_size():
     check_input(jnp.zeros((1, 32, 48, 1)), multiple=16, in_channels=1)
     with pytest.raises(ValueError, match="e.g. to 64x80"):
         check_input(jnp.zeros((1, 60, 70, 1)), multiple=16)
+
+
+def test_the_generic_gradient_path_equals_the_cpu_one():
+    """`platform_dependent`'s default branch (XLA's own gradients, what a GPU runs), run on CPU,
+    against the CPU branch (blocked im2col kernel gradient)."""
+    keys = jax.random.split(jax.random.key(3), 3)
+    inputs = jax.random.normal(keys[0], (2, 16, 16, 5))
+    kernel = jax.random.normal(keys[1], (3, 3, 5, 7))
+    output_grad = jax.random.normal(keys[2], (2, 16, 16, 7))
+    generic = jax.jit(conv._xla_gradients)(inputs, kernel, output_grad)
+    cpu = jax.jit(conv._cpu_gradients)(inputs, kernel, output_grad)
+    for a, b in zip(generic, cpu, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

@@ -1,6 +1,7 @@
 """The Flax models against the Keras reference's architecture card, and the U-Net skeleton both
 networks are built on (a new network needs only its block)."""
 
+import contextlib
 import functools
 
 import flax
@@ -11,7 +12,7 @@ import pytest
 
 from msunet import MultiResUNet, UNet
 from msunet.models import MODELS, multires_widths
-from msunet.models.layers import KERAS_BN_EPSILON, KERAS_BN_MOMENTUM, ConvBN
+from msunet.models.layers import KERAS_BN_EPSILON, KERAS_BN_MOMENTUM, ConvBN, folded_batch_norm
 from msunet.models.unet import STAGES, UNetSkeleton
 
 
@@ -164,3 +165,60 @@ def test_bad_input_shapes_raise_clear_errors(shape, message):
     with pytest.raises(ValueError, match=message):
         MultiResUNet(base_filters=4, in_channels=1).init(jax.random.key(0), jnp.zeros(shape),
                                                          train=False)
+
+
+# --- BatchNorm folded into the convolutions (inference) ----------------------------------------
+
+def with_trained_statistics(variables):
+    """`variables` with BatchNorm parameters and running statistics far from their init values,
+    so that folding has something to fold."""
+    keys = iter(jax.random.split(jax.random.key(1), 10_000))
+
+    def perturb(path, leaf):
+        name = path[-1].key
+        if name == "var":
+            return jax.random.uniform(next(keys), leaf.shape, minval=0.3, maxval=3.0)
+        if name in ("mean", "bias") or (name == "scale" and "BatchNorm" in str(path[-2].key)):
+            return leaf + jax.random.normal(next(keys), leaf.shape) * 0.5
+        return leaf
+
+    return jax.tree_util.tree_map_with_path(perturb, variables)
+
+
+@pytest.mark.parametrize("name", ["unet", "multiresunet"])
+def test_folded_batch_norm_gives_the_same_logits(name, monkeypatch):
+    model = MODELS[name](base_filters=4)
+    x = jax.random.normal(jax.random.key(2), (2, 32, 32, 1))
+    variables = with_trained_statistics(init(model, x))
+    convs = [path for path in flax.traverse_util.flatten_dict(variables["params"])
+             if path[-2:] == ("Conv_0", "kernel")]
+    calls = []
+    folded = ConvBN.folded
+    monkeypatch.setattr(ConvBN, "folded", lambda self, x: calls.append(1) or folded(self, x))
+    plain = jax.jit(functools.partial(model.apply, train=False))(variables, x)
+
+    def apply_folded(variables, x):
+        with folded_batch_norm():
+            return model.apply(variables, x, train=False)
+
+    result = jax.jit(apply_folded)(variables, x)
+    assert len(calls) == len(convs) > 0, "every ConvBN folds, in one trace"
+    scale = float(jnp.max(jnp.abs(plain)))
+    assert scale > 0.1, "logits large enough for a relative bound to mean something"
+    np.testing.assert_allclose(result, plain, rtol=1e-5, atol=1e-5 * scale)
+
+
+def test_folding_leaves_training_alone():
+    model = UNet(base_filters=4)  # ConvBN is the same in every model
+    x = jax.random.normal(jax.random.key(2), (2, 32, 32, 1))
+    variables = with_trained_statistics(init(model, x))
+
+    def train(variables, x, fold):
+        with folded_batch_norm() if fold else contextlib.nullcontext():
+            return model.apply(variables, x, train=True, mutable=["batch_stats"])
+
+    train = jax.jit(train, static_argnums=2)
+    (trained, updates), (expected, expected_updates) = train(variables, x, True), train(
+        variables, x, False)
+    np.testing.assert_array_equal(trained, expected)
+    jax.tree.map(np.testing.assert_array_equal, updates, expected_updates)

@@ -24,35 +24,6 @@ SMOKE = ["--config", "configs/smoke.py", UNET, "--config.train.num_steps=16",
          "--config.train.checkpoint_every=4", "--config.train.eval_every=8"]
 
 
-def test_train_command_runs_logs_checkpoints_and_resumes(tmp_path):
-    workdir = tmp_path / "run"
-    args = ["--config", "configs/smoke.py", UNET, "--workdir", str(workdir)]
-    first = run_module("msunet.train", *args)
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert "step 8/8" in first.stdout and "ETA" in first.stdout and "steps/s" in first.stdout
-    run = Workdir(workdir)
-    assert sorted(p.name for p in run.checkpoints_dir.iterdir()) == ["4", "8"]
-    assert [p.name for p in run.best_dir.iterdir()]
-    assert list(run.tensorboard_dir.glob("events.out.tfevents.*"))
-    rows = [json.loads(line) for line in run.metrics_file.read_text().splitlines()]
-    assert {"step", "train_loss", "epoch"} <= set(rows[0])
-    assert any({"val_loss", "val_fg_iou", "val_accuracy"} <= set(r) for r in rows)
-    assert json.loads(run.config_file.read_text())["data"]["image_size"] == 64
-
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(run.tensorboard_dir))
-    events.Reload()
-    assert [e.step for e in events.Scalars("val_loss")] == [4, 8]
-
-    second = run_module("msunet.train", *args, "--config.train.num_steps=10")
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert "resumed from step 8" in second.stdout
-    assert "step 10/10" in second.stdout
-    steps = [json.loads(line)["step"] for line in run.metrics_file.read_text().splitlines()]
-    assert max(steps) == 10 and steps == sorted(steps)
-
-
 # --- one-line errors ---------------------------------------------------------------------------
 
 def test_config_typo_fails_with_a_suggestion_and_no_traceback(tmp_path):
@@ -119,26 +90,53 @@ def final_params(config, workdir):
     return [np.asarray(leaf) for leaf in jax.tree.leaves(restored.state)]
 
 
-def test_sigkill_then_rerun_gives_bit_identical_params(smoke_config, tmp_path):
+def test_a_killed_train_command_reruns_to_the_uninterrupted_params_and_logs_as_a_run(
+        smoke_config, tmp_path):
+    """SIGKILL mid-run, then the same command again: the rerun resumes, prints progress, and
+    leaves the workdir a run leaves (checkpoints, best, TensorBoard, metrics.jsonl, config) with
+    the very params of an uninterrupted run. One killed run serves both checks: each command
+    costs a process start and a compile."""
     # The uninterrupted run, in process: the same config as SMOKE, the same code.
     config = smoke_config.copy_and_resolve_references()
     config.train.num_steps, config.train.checkpoint_every, config.train.eval_every = 16, 4, 8
     config.model.name = "unet"
     assert train_and_evaluate(config, tmp_path / "straight")["step"] == 16
 
-    killed = start_training(tmp_path / "killed")
+    workdir = tmp_path / "killed"
+    killed = start_training(workdir)
     signal_at(killed, 10, signal.SIGKILL)
     assert killed.returncode == -signal.SIGKILL
-    resumed = run_module("msunet.train", *SMOKE, "--workdir", str(tmp_path / "killed"))
+    resumed = run_module("msunet.train", *SMOKE, "--workdir", str(workdir))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     # The kill may land while step 8 is still being written (saves are asynchronous): then the
     # half-written step is ignored and the run resumes from step 4.
     resumed_from = int(resumed.stdout.split("resumed from step ")[1].split()[0])
     assert resumed_from in (4, 8)
-
-    for a, b in zip(final_params(config, tmp_path / "straight"),
-                    final_params(config, tmp_path / "killed"), strict=True):
+    assert "step 16/16" in resumed.stdout and "ETA" in resumed.stdout
+    assert "steps/s" in resumed.stdout
+    for a, b in zip(final_params(config, tmp_path / "straight"), final_params(config, workdir),
+                    strict=True):
         np.testing.assert_array_equal(a, b)
+
+    run = Workdir(workdir)
+    assert sorted(int(p.name) for p in run.checkpoints_dir.iterdir()) == [12, 16]
+    assert [p.name for p in run.best_dir.iterdir()]
+    rows = [json.loads(line) for line in run.metrics_file.read_text().splitlines()]
+    assert {"step", "train_loss", "epoch"} <= set(rows[0])
+    assert any({"val_loss", "val_fg_iou", "val_accuracy"} <= set(r) for r in rows)
+    train_steps = [r["step"] for r in rows if "train_loss" in r]
+    assert train_steps == sorted(set(train_steps)) and train_steps[-1] == 16  # no repeats
+    assert json.loads(run.config_file.read_text())["data"]["image_size"] == 64
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run.tensorboard_dir))
+    events.Reload()
+    assert {e.step for e in events.Scalars("val_loss")} == {8, 16}
+
+    # A finished run asked for more steps goes on from its last checkpoint.
+    config.train.num_steps = 18
+    assert train_and_evaluate(config, workdir)["step"] == 18
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):

@@ -19,7 +19,7 @@ from msunet.data.files import FileSource
 from msunet.data.patches import RandomPatch
 from msunet.data.preprocess import Preprocess
 from msunet.data.sources import Source, check_source_name
-from msunet.data.splits import SPLITS, load_or_create_splits
+from msunet.data.splits import ALL, SPLITS, load_or_create_splits
 
 
 def open_source(data: ml_collections.ConfigDict) -> FileSource:
@@ -37,15 +37,21 @@ def build_source(data: ml_collections.ConfigDict, split: str, *,
 
     File datasets are preprocessed into the cache under `cache_dir` (default: `data.cache_dir`
     or a temp folder; built on first use) and split by patient; the split is read from / saved
-    to `splits_file` (a run passes its `Workdir.data_paths(data)`).
+    to `splits_file` (a run passes its `Workdir.data_paths(data)`). Split `ALL` ("all") is every
+    image of a file dataset, unsplit: a run scored on another dataset.
     """
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    if split not in (*SPLITS, ALL):
+        raise ValueError(f"unknown split {split!r}; expected one of {(*SPLITS, ALL)}")
     source_class = check_source_name(data.source)
     if not issubclass(source_class, FileSource):
+        if split == ALL:
+            raise ValueError(f"split {ALL!r} is every image of a dataset on disk; data.source "
+                             f"{data.source!r} has only its {SPLITS} splits")
         return source_class.from_config(data, split)
     source = open_source(data)
     cached = build_cache(source, data, cache_dir or default_cache_dir(data), data.num_threads)
+    if split == ALL:
+        return cached
     splits = load_or_create_splits(splits_file, data.source,
                                    (entry.case for entry in source.entries),
                                    data.val_fraction, data.test_fraction, data.split_seed)

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 
 SPLITS = ("train", "val", "test")
+ALL = "all"  # every image of a dataset on disk, unsplit: scoring a run on another dataset
 
 
 def split_cases(cases: Iterable[str], val_fraction: float, test_fraction: float,
@@ -36,6 +37,41 @@ def split_cases(cases: Iterable[str], val_fraction: float, test_fraction: float,
                          f"(fractions {val_fraction}, {test_fraction})")
     test, val = order[:counts[0]], order[counts[0]:sum(counts)]
     return {"train": sorted(order[sum(counts):]), "val": sorted(val), "test": sorted(test)}
+
+
+def kfold_cases(cases: Iterable[str], folds: int, val_fraction: float,
+                seed: int) -> list[dict[str, list[str]]]:
+    """Patient-level k-fold cross-validation: the unique cases, shuffled with `seed`, dealt into
+    `folds` test folds of (nearly) equal size; in fold k the other cases are cut into val
+    (round(val_fraction * n), at least one when val_fraction > 0) and train. Every case is in
+    exactly one test fold, and never in two splits of one fold."""
+    unique = sorted(set(cases))
+    if not 2 <= folds <= len(unique):
+        raise ValueError(f"{folds} folds need between 2 and {len(unique)} (the number of cases)")
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction {val_fraction} must be in [0, 1)")
+    order = [unique[i] for i in np.random.default_rng(seed).permutation(len(unique))]
+    plan = []
+    for fold in range(folds):
+        test = order[fold::folds]
+        rest = [case for case in order if case not in set(test)]
+        count = max(int(val_fraction > 0), round(val_fraction * len(rest)))
+        if count >= len(rest):
+            raise ValueError(f"{len(unique)} cases are too few for {folds} folds with a "
+                             f"validation part ({val_fraction} of the training cases)")
+        plan.append({"train": sorted(rest[count:]), "val": sorted(rest[:count]),
+                     "test": sorted(test)})
+    return plan
+
+
+def save_splits(path: str | pathlib.Path, settings: dict[str, object],
+                splits: dict[str, list[str]]) -> None:
+    """Write a splits file atomically (what `load_or_create_splits` reads back)."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(settings | splits, indent=1))
+    temporary.replace(path)
 
 
 def load_or_create_splits(path: str | pathlib.Path | None, source: str, cases: Iterable[str],
@@ -62,8 +98,5 @@ def load_or_create_splits(path: str | pathlib.Path | None, source: str, cases: I
         return {split: saved[split] for split in SPLITS}
     splits = split_cases(cases, val_fraction, test_fraction, seed)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(settings | splits, indent=1))
-        temporary.replace(path)
+        save_splits(path, settings, splits)
     return splits

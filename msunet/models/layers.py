@@ -7,10 +7,12 @@ are numerically the Keras reference.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from msunet.models.conv import conv_general_dilated
@@ -65,6 +67,46 @@ class ConvBN(nn.Module):
         if self.activation is not None:
             x = self.activation(x)
         return x
+
+    def folded(self, x: jnp.ndarray) -> jnp.ndarray:
+        """Inference with the BatchNorm folded into the convolution: one convolution with
+        kernel `k * s` and bias `b - mean * s` (`s = scale / sqrt(var + eps)`), the same function
+        up to float32 rounding, without the normalisation pass over the activations."""
+        params, stats = self.variables["params"], self.variables["batch_stats"]["BatchNorm_0"]
+        norm = params["BatchNorm_0"]
+        factor = jax.lax.rsqrt(stats["var"] + KERAS_BN_EPSILON)
+        if self.bn_scale:
+            factor = factor * norm["scale"]
+        kernel = params["Conv_0"]["kernel"] * factor
+        bias = norm["bias"] - stats["mean"] * factor
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        x = conv_general_dilated(x, kernel, (1, 1), "SAME",
+                                 dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias
+        if self.activation is not None:
+            x = self.activation(x)
+        return x
+
+
+@contextlib.contextmanager
+def folded_batch_norm() -> Iterator[None]:
+    """Within this context, every `ConvBN` applied with `train=False` runs `ConvBN.folded`.
+
+    For inference (`msunet.inference`): a model's variables and parameter tree stay as trained,
+    the folding happens inside the jitted function (a few kernel-sized products). Training and
+    `init` are untouched, and BatchNorms that follow an addition (MultiResUNet's residual joins)
+    have no convolution to fold into and stay as they are.
+    """
+
+    def interceptor(next_fun: Callable[..., Any], args: tuple[Any, ...],
+                    kwargs: dict[str, Any], context: nn.module.InterceptorContext) -> Any:
+        module = context.module
+        if (isinstance(module, ConvBN) and context.method_name == "__call__"
+                and kwargs.get("train") is False and not module.is_initializing()):
+            return module.folded(*args)
+        return next_fun(*args, **kwargs)
+
+    with nn.intercept_methods(interceptor):
+        yield
 
 
 class Upsample2x(nn.Module):

@@ -80,3 +80,21 @@ def test_quick_suite_writes_results(tmp_path):
     assert "train ratio" in text and "Paired difference" in text
     for name in results["plots"]:
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_gpu_suite_without_a_gpu_says_so_and_exits_cleanly(tmp_path):
+    process = run_module("benchmarks.run", "--suite", "gpu", "--output-dir", str(tmp_path))
+    assert process.returncode == 0, process.stderr[-2000:]
+    assert "nothing measured: no GPU: JAX sees only ['cpu']" in process.stdout
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_model_flops_utilisation_is_achieved_over_peak():
+    results = {"throughput": {"spec": {"batch": 32}, "runs": {"jax": [{
+        "device": "NVIDIA H100 80GB HBM3", "train_flops_per_step": 2e14,
+        "train": {"images_per_s": [60.0, 64.0, 68.0]}}]}}}
+    mfu = suite.model_flops_utilisation(results)
+    assert mfu["train_flop_per_s"] == pytest.approx(2e14 * 2)  # 64 images/s = 2 steps/s
+    assert mfu["mfu"] == pytest.approx(4e14 / 989e12)
+    results["throughput"]["runs"]["jax"][0]["device"] = "cpu"
+    assert suite.model_flops_utilisation(results)["mfu"] is None

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from msunet.data import (
+    SPLITS,
     BadSampleError,
     CachedSource,
     ImageFolder,
@@ -108,3 +109,14 @@ def test_batches_identical_for_zero_and_two_worker_processes(tmp_path, data_conf
         np.testing.assert_array_equal(one["mask"], two["mask"])
     batches = list(eval_dataset(data_config, source, batch_size=8))
     assert sum(len(b["image"]) for b in batches) == len(source)
+
+
+def test_split_all_is_every_image_of_a_file_dataset(tmp_path, smoke_config):
+    images, masks = write_folder(tmp_path / "data", count=8)
+    data = folder_data(smoke_config, images, masks)
+    paths = Workdir(tmp_path / "work").data_paths(data)
+    everything = build_source(data, "all", **paths)
+    assert len(everything) == 8
+    assert sum(len(build_source(data, split, **paths)) for split in SPLITS) == 8
+    with pytest.raises(ValueError, match="split 'all' is every image of a dataset on disk"):
+        build_source(smoke_config.data, "all")

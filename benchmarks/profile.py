@@ -1,0 +1,236 @@
+"""Where a train step's time goes, per layer class, against this machine's measured limits.
+
+    python -m benchmarks.profile [--size 256] [--batch 8] [--base-filters 32] [--model M]
+                                 [--output-dir benchmarks/results]
+
+Records every layer call of one msunet train step (flax `intercept_methods`: each `nn.Conv`,
+`nn.BatchNorm` and `Upsample2x`, with its input shape), then times each distinct layer alone,
+compiled as the model compiles it: the forward pass, and forward + gradients (BatchNorm with
+batch statistics, as in training). Per layer class (3x3 convolutions by output width, 1x1
+convolutions, transposed convolutions, BatchNorm) it sums time x calls, FLOPs (convolutions:
+2 x multiply-adds, x3 with both gradients; BatchNorm: XLA's count) and bytes moved (XLA's cost
+analysis of the compiled layer), and gives the achieved GFLOP/s and GB/s against this machine's
+matmul peak and memory bandwidth, measured in the same process. The whole step and the
+optimizer update are timed too; what the layers alone do not explain (activations,
+concatenations, additions, pooling, the loss, and layers running slower or faster inside the
+step than alone) is the remainder.
+
+Writes `profile.json` and `profile.md` to `--output-dir`. Time it on an idle machine only: the
+load average at the start is recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+LOAD_AT_START = os.getloadavg()
+
+import argparse  # noqa: E402
+import functools  # noqa: E402
+import json  # noqa: E402
+import pathlib  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+import flax.linen as nn  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from msunet.config import base_config  # noqa: E402
+from msunet.models.layers import Upsample2x  # noqa: E402
+from msunet.state import create_train_state  # noqa: E402
+from msunet.training import train_step  # noqa: E402
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+PROFILED = (nn.Conv, nn.BatchNorm, Upsample2x)
+
+
+def best_seconds(function: Callable[..., Any], *args: Any, repeats: int = 5) -> float:
+    """Fastest of `repeats` calls of a compiled function (after one warm-up call)."""
+    jax.block_until_ready(function(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(function(*args))
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def machine_limits() -> dict[str, float]:
+    """float32 matmul GFLOP/s (2048^2, XLA) and memory GB/s (a 256 MB read + write)."""
+    a = jax.random.normal(jax.random.key(0), (2048, 2048))
+    matmul = best_seconds(jax.jit(jnp.dot), a, a)
+    big = jnp.ones((64 * 2**20,), jnp.float32)
+    stream = best_seconds(jax.jit(lambda x: x * 2.0 + 1.0), big)
+    return {"matmul_gflops": 2 * 2048**3 / matmul / 1e9,
+            "memory_gb_per_s": 2 * big.nbytes / stream / 1e9}
+
+
+def layer_class(module: nn.Module) -> str:
+    """The row a layer is summed into."""
+    if isinstance(module, Upsample2x):
+        return "2x2 transposed conv"
+    if isinstance(module, nn.BatchNorm):
+        return "BatchNorm"
+    size = module.kernel_size[0]
+    return f"3x3 conv -> {module.features}" if size == 3 else f"{size}x{size} conv"
+
+
+def layer_key(module: nn.Module, shape: tuple[int, ...]) -> tuple[Any, ...]:
+    """What makes two layer calls cost the same (initialisers aside)."""
+    if isinstance(module, nn.BatchNorm):
+        return ("BatchNorm", module.use_scale, module.use_bias, shape)
+    return (type(module).__name__, module.features, getattr(module, "kernel_size", None), shape)
+
+
+def record_layers(config: Any, batch: int) -> list[tuple[nn.Module, tuple[int, ...]]]:
+    """(unbound layer, input shape) of every profiled layer call of one training forward pass."""
+    state = jax.eval_shape(lambda: create_train_state(config, jax.random.key(0)))
+    size = config.data.image_size
+    calls = []
+
+    def interceptor(next_fun: Callable[..., Any], args: tuple[Any, ...],
+                    kwargs: dict[str, Any], context: Any) -> Any:
+        if context.method_name == "__call__" and isinstance(context.module, PROFILED):
+            calls.append((context.module.clone(parent=None), tuple(args[0].shape)))
+        return next_fun(*args, **kwargs)
+
+    def forward(params: Any, batch_stats: Any) -> Any:
+        with nn.intercept_methods(interceptor):
+            return state.apply_fn({"params": params, "batch_stats": batch_stats},
+                                  jnp.zeros((batch, size, size, 1)), train=True,
+                                  mutable=["batch_stats"])
+
+    jax.eval_shape(forward, state.params, state.batch_stats)
+    return calls
+
+
+def conv_flops(module: nn.Module, shape: tuple[int, ...]) -> float | None:
+    """Forward FLOPs (2 x multiply-adds) of a convolution, None for other layers."""
+    pixels = shape[0] * shape[1] * shape[2]
+    if isinstance(module, Upsample2x):
+        return 2.0 * pixels * 4 * shape[3] * module.features
+    if isinstance(module, nn.Conv):
+        kh, kw = module.kernel_size
+        return 2.0 * pixels * kh * kw * shape[3] * module.features
+    return None
+
+
+def profile_layer(module: nn.Module, shape: tuple[int, ...]) -> dict[str, float]:
+    """Forward and forward+gradients seconds, FLOPs and bytes of one layer alone."""
+    x = jax.random.normal(jax.random.key(1), shape)
+    variables = jax.jit(module.init)(jax.random.key(2), x)
+    params, batch_stats = variables["params"], variables.get("batch_stats")
+
+    def forward(params: Any, x: jax.Array) -> jax.Array:
+        if batch_stats is None:
+            return module.apply({"params": params}, x)
+        return module.apply({"params": params, "batch_stats": batch_stats}, x,
+                            mutable=["batch_stats"])[0]
+
+    def with_gradients(params: Any, x: jax.Array, output_grad: jax.Array) -> Any:
+        output, vjp = jax.vjp(forward, params, x)
+        return output, vjp(output_grad)
+
+    output_grad = jnp.ones(jax.eval_shape(forward, params, x).shape)
+    row: dict[str, float] = {}
+    for phase, function, args in (("forward", forward, (params, x)),
+                                  ("train", with_gradients, (params, x, output_grad))):
+        compiled = jax.jit(function).lower(*args).compile()
+        cost = compiled.cost_analysis() or {}
+        row[f"{phase}_s"] = best_seconds(compiled, *args)
+        row[f"{phase}_bytes"] = float(cost.get("bytes accessed", 0.0))
+        flops = conv_flops(module, shape)
+        row[f"{phase}_flops"] = (float(cost.get("flops", 0.0)) if flops is None
+                                 else flops * (1 if phase == "forward" else 3))
+    return row
+
+
+def profile(model: str, size: int, batch: int, base_filters: int) -> dict[str, Any]:
+    """The per-class table, the whole step, the optimizer and the machine's limits."""
+    config = base_config()
+    config.model.name, config.model.base_filters = model, base_filters
+    config.data.image_size = size
+    limits = machine_limits()
+    measured: dict[tuple[Any, ...], dict[str, float]] = {}
+    classes: dict[str, dict[str, float]] = {}
+    for module, shape in record_layers(config, batch):
+        key = layer_key(module, shape)
+        if key not in measured:
+            measured[key] = profile_layer(module, shape)
+        row = classes.setdefault(layer_class(module), {"calls": 0})
+        row["calls"] += 1
+        for name, value in measured[key].items():
+            row[name] = row.get(name, 0.0) + value
+
+    state = create_train_state(config, jax.random.key(0))
+    images = jax.random.randint(jax.random.key(3), (batch, size, size, 1), 0, 256, jnp.uint8)
+    data = {"image": images, "mask": (images > 200).astype(jnp.uint8)}
+    step = jax.jit(functools.partial(train_step, threshold=0.5))
+    step_s = best_seconds(lambda: step(state, data)[0].params, repeats=3)
+    update = jax.jit(lambda state: state.apply_gradients(grads=state.params))
+    optimizer_s = best_seconds(update, state)
+
+    layers_s = sum(row["train_s"] for row in classes.values())
+    for row in classes.values():
+        row["share_of_step"] = row["train_s"] / step_s
+        row["train_gflops_per_s"] = row["train_flops"] / row["train_s"] / 1e9
+        row["train_gb_per_s"] = row["train_bytes"] / row["train_s"] / 1e9
+        row["of_matmul_peak"] = row["train_gflops_per_s"] / limits["matmul_gflops"]
+        row["of_memory_bandwidth"] = row["train_gb_per_s"] / limits["memory_gb_per_s"]
+    return {"model": model, "size": size, "batch": batch, "base_filters": base_filters,
+            "load_average_at_start": LOAD_AT_START, "device": str(jax.devices()[0]),
+            "xla_flags": os.environ.get("XLA_FLAGS", ""), "machine": limits,
+            "step_s": step_s, "optimizer_s": optimizer_s,
+            "remainder_s": step_s - layers_s - optimizer_s,
+            "classes": dict(sorted(classes.items(), key=lambda item: -item[1]["train_s"]))}
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The per-class table and where the rest of the step goes."""
+    limits, step = result["machine"], result["step_s"]
+    lines = [
+        f"Train step of {result['model']} {result['size']}x{result['size']}, batch "
+        f"{result['batch']}, base width {result['base_filters']}, float32, on {result['device']}"
+        f" (load average at start {', '.join(f'{v:.2f}' for v in result['load_average_at_start'])}"
+        f"): **{step:.2f} s** per step. This machine: matmul {limits['matmul_gflops']:.0f} GFLOP/s,"
+        f" memory {limits['memory_gb_per_s']:.1f} GB/s. Each layer timed alone, compiled; "
+        "forward + gradients as in training.",
+        "",
+        "| layer class | calls | forward s | forward + grads s | share of step | GFLOP/s | "
+        "of matmul peak | GB/s | of bandwidth |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in result["classes"].items():
+        lines.append(
+            f"| {name} | {row['calls']} | {row['forward_s']:.3f} | {row['train_s']:.3f} | "
+            f"{row['share_of_step']:.0%} | {row['train_gflops_per_s']:.0f} | "
+            f"{row['of_matmul_peak']:.0%} | {row['train_gb_per_s']:.1f} | "
+            f"{row['of_memory_bandwidth']:.0%} |")
+    lines += [
+        f"| optimizer update (Adam) | 1 | | {result['optimizer_s']:.3f} | "
+        f"{result['optimizer_s'] / step:.0%} | | | | |",
+        f"| remainder (activations, concatenations, additions, pooling, loss; in-step vs alone) "
+        f"| | | {result['remainder_s']:.3f} | {result['remainder_s'] / step:.0%} | | | | |",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="multiresunet")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--base-filters", type=int, default=32)
+    parser.add_argument("--output-dir", type=pathlib.Path, default=RESULTS)
+    args = parser.parse_args()
+    result = profile(args.model, args.size, args.batch, args.base_filters)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    (args.output_dir / "profile.json").write_text(json.dumps(result, indent=1))
+    (args.output_dir / "profile.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
