@@ -33,7 +33,7 @@ def get_config():
     config.data.val_fraction = 0.2
     config.train.batch_size = 4
     config.train.eval_batch_size = 8
-    config.train.num_steps = 600  # an upper bound: early stopping usually ends a fold first
+    config.train.num_steps = 400  # an upper bound: early stopping may end a fold first
     config.train.log_every = 25
     config.train.eval_every = 50
     config.train.checkpoint_every = 50
