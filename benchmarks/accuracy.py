@@ -321,8 +321,9 @@ def train_to_convergence(spec: Spec, trainer: Trainer, seed: int,
             stopped_early = True
             break
         reductions, stale = reductions + 1, 0
-        trainer.set_learning_rate(spec.learning_rate * spec.lr_factor**reductions)
-        check_learning_rate(trainer, spec.learning_rate * spec.lr_factor**reductions, framework)
+        rate = spec.learning_rate * spec.lr_factor**reductions
+        trainer.set_learning_rate(rate)
+        check_learning_rate(trainer, rate, framework)
     check_loss_fell(losses, framework)
     trainer.restore(best_weights)
     test = evaluate(trainer, split_batches(spec, "test"))

@@ -91,15 +91,15 @@ SUITES: dict[str, dict[str, Any]] = {
         "compile_cache": False,
         "wait_for_idle": True,
     },
-}
-SUITES["gpu"] = {  # msunet alone: its step on one GPU, bfloat16 compute, float32 parameters
-    "throughput": throughput.Spec(size=256, batch=32, base_filters=32, dtype="bfloat16",
-                                  train_steps=10, infer_steps=5),
-    "variants": ("jax",),
-    "repeats": 1,
-    "compile_cache": False,
-    "wait_for_idle": False,
-    "needs_gpu": True,
+    "gpu": {  # msunet alone: its step on one GPU, bfloat16 compute, float32 parameters
+        "throughput": throughput.Spec(size=256, batch=32, base_filters=32, dtype="bfloat16",
+                                      train_steps=10, infer_steps=5),
+        "variants": ("jax",),
+        "repeats": 1,
+        "compile_cache": False,
+        "wait_for_idle": False,
+        "needs_gpu": True,
+    },
 }
 # Dense bfloat16 peak FLOP/s by device kind (vendor data sheets), for the model FLOPs utilisation.
 GPU_PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}

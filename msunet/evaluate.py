@@ -196,9 +196,10 @@ def external_data(data: ml_collections.ConfigDict, overrides: dict[str, str],
     data = ml_collections.ConfigDict(data.to_dict())
     changed = {}
     for key, text in overrides.items():
-        if key not in data or isinstance(data[key], ml_collections.ConfigDict):
+        settings = sorted(k for k in data if not isinstance(data[k], ml_collections.ConfigDict))
+        if key not in settings:
             raise ValueError(f"--data {key}=...: data.{key} is not a data setting; expected one "
-                             f"of {sorted(k for k in data if not isinstance(data[k], dict))}")
+                             f"of {settings}")
         current = data[key]
         try:
             value = ({"true": True, "false": False}[text.lower()] if isinstance(current, bool)
