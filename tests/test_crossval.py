@@ -106,3 +106,9 @@ def test_outlines_are_drawn_in_two_colours():
     picture = figures.outlined(image, reference, predicted)
     assert tuple(picture[5, 10]) == (0, 200, 0) and tuple(picture[25, 30]) == (255, 0, 0)
     assert tuple(picture[20, 20]) == (100, 100, 100)
+
+
+def test_figures_name_the_missing_cross_validation(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path}/out_of_fold.csv not found: run "
+                       "msunet.crossval"):
+        figures.draw(tmp_path, tmp_path / "docs")
