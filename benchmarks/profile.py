@@ -4,14 +4,14 @@
                                  [--output-dir benchmarks/results]
 
 Records every layer call of one msunet train step (flax `intercept_methods`: each `nn.Conv`,
-`nn.BatchNorm` and `Upsample2x`, with its input shape), then times each distinct layer alone,
-compiled as the model compiles it: the forward pass, and forward + gradients (BatchNorm with
-batch statistics, as in training). Per layer class (3x3 convolutions by output width, 1x1
-convolutions, transposed convolutions, BatchNorm) it sums time x calls, FLOPs (convolutions:
-2 x multiply-adds, x3 with both gradients; BatchNorm: XLA's count) and bytes moved (XLA's cost
-analysis of the compiled layer), and gives the achieved GFLOP/s and GB/s against this machine's
-matmul peak and memory bandwidth, measured in the same process. The whole step and the
-optimizer update are timed too; what the layers alone do not explain (activations,
+`BatchNorm` (with its fused ReLU, if any) and `Upsample2x`, with its input shape), then times
+each distinct layer alone, compiled as the model compiles it: the forward pass, and forward +
+gradients (BatchNorm with batch statistics, as in training). Per layer class (3x3 convolutions
+by output width, 1x1 convolutions, transposed convolutions, BatchNorm) it sums time x calls,
+FLOPs (convolutions: 2 x multiply-adds, x3 with both gradients; BatchNorm: XLA's count) and
+bytes moved (XLA's cost analysis of the compiled layer), and gives the achieved GFLOP/s and GB/s
+against this machine's matmul peak and memory bandwidth, measured in the same process. The whole
+step and the optimizer update are timed too; what the layers alone do not explain (activations,
 concatenations, additions, pooling, the loss, and layers running slower or faster inside the
 step than alone) is the remainder.
 
@@ -40,12 +40,12 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from msunet.config import base_config  # noqa: E402
-from msunet.models.layers import Upsample2x  # noqa: E402
+from msunet.models.layers import BatchNorm, Upsample2x  # noqa: E402
 from msunet.state import create_train_state  # noqa: E402
 from msunet.training import train_step  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
-PROFILED = (nn.Conv, nn.BatchNorm, Upsample2x)
+PROFILED = (nn.Conv, BatchNorm, Upsample2x)
 
 
 def best_seconds(function: Callable[..., Any], *args: Any, repeats: int = 5) -> float:
@@ -82,7 +82,7 @@ def layer_class(module: nn.Module) -> str:
     """The row a layer is summed into."""
     if isinstance(module, Upsample2x):
         return "2x2 transposed conv"
-    if isinstance(module, nn.BatchNorm):
+    if isinstance(module, BatchNorm):
         return "BatchNorm"
     size = module.kernel_size[0]
     return f"3x3 conv -> {module.features}" if size == 3 else f"{size}x{size} conv"
@@ -90,8 +90,8 @@ def layer_class(module: nn.Module) -> str:
 
 def layer_key(module: nn.Module, shape: tuple[int, ...]) -> tuple[Any, ...]:
     """What makes two layer calls cost the same (initialisers aside)."""
-    if isinstance(module, nn.BatchNorm):
-        return ("BatchNorm", module.use_scale, module.use_bias, shape)
+    if isinstance(module, BatchNorm):
+        return ("BatchNorm", module.use_scale, module.relu, shape)
     return (type(module).__name__, module.features, getattr(module, "kernel_size", None), shape)
 
 

@@ -13,6 +13,7 @@ from msunet.models.layers import (
     KERAS_BN_EPSILON,
     ConvBN,
     Upsample2x,
+    _train_normalize,
     batch_norm,
     check_input,
     max_pool_2x2,
@@ -115,6 +116,59 @@ def test_batch_norm_has_keras_settings_and_float32_variables():
     assert set(variables["params"]) == {"bias"}
     np.testing.assert_array_equal(variables["params"]["bias"], -3.0)
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables))
+
+
+@pytest.mark.parametrize("use_scale, relu", [(False, True), (True, False)])
+def test_batch_norm_equals_flax_in_values_gradients_and_statistics(use_scale, relu):
+    """The hand-written training gradient (and fused ReLU) is flax's BatchNorm (+ nn.relu)."""
+    ours = batch_norm(True, use_scale=use_scale, bias_init=0.3, relu=relu)
+    theirs = nn.BatchNorm(use_running_average=False, momentum=0.99, epsilon=KERAS_BN_EPSILON,
+                          use_scale=use_scale, bias_init=nn.initializers.constant(0.3))
+    x = 2.0 + 3.0 * jax.random.normal(jax.random.key(0), (3, 6, 5, 4))
+    weights = jax.random.normal(jax.random.key(1), (3, 6, 5, 4))
+    variables = theirs.init(jax.random.key(2), x)
+    assert jax.tree.map(jnp.shape, ours.init(jax.random.key(2), x)) == jax.tree.map(
+        jnp.shape, variables)
+    params = jax.tree.map(lambda p: p + jax.random.uniform(jax.random.key(3), p.shape),
+                          variables["params"])
+
+    def loss(layer, apply_relu):
+        def value(params, x):
+            y, updates = layer.apply({"params": params, "batch_stats": variables["batch_stats"]},
+                                     x, mutable=["batch_stats"])
+            y = nn.relu(y) if apply_relu else y
+            return jnp.sum(weights * y), (y, updates["batch_stats"])
+        return jax.value_and_grad(value, argnums=(0, 1), has_aux=True)(params, x)
+
+    (_, (y_ours, stats_ours)), grads_ours = loss(ours, False)
+    (_, (y_theirs, stats_theirs)), grads_theirs = loss(theirs, relu)
+    np.testing.assert_allclose(y_ours, y_theirs, rtol=1e-5, atol=1e-5)
+    if relu:
+        assert float(y_ours.min()) == 0.0
+    for a, b in zip(jax.tree.leaves((grads_ours, stats_ours)),
+                    jax.tree.leaves((grads_theirs, stats_theirs)), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    inference = batch_norm(False, use_scale=use_scale, relu=relu)
+    trained = {"params": params, "batch_stats": stats_theirs}
+    expected = theirs.clone(use_running_average=True).apply(trained, x)
+    np.testing.assert_allclose(inference.apply(trained, x),
+                               nn.relu(expected) if relu else expected, rtol=1e-5, atol=1e-5)
+
+
+def test_batch_norm_gradient_through_its_statistics():
+    """The statistics it returns carry their own gradient (zero in training, not dropped)."""
+    x = jax.random.normal(jax.random.key(0), (2, 3, 3, 2))
+    ones, zeros = jnp.ones(2), jnp.zeros(2)
+
+    def through_stats(x):
+        _, mean, var = _train_normalize(x, ones, zeros, 1e-3, False)
+        return jnp.sum(mean * jnp.array([1.0, 2.0])) + jnp.sum(var)
+
+    def reference(x):
+        mean = jnp.mean(x, (0, 1, 2))
+        return jnp.sum(mean * jnp.array([1.0, 2.0])) + jnp.sum(jnp.var(x, (0, 1, 2)))
+
+    np.testing.assert_allclose(jax.grad(through_stats)(x), jax.grad(reference)(x), atol=1e-6)
 
 
 def test_conv_bn_is_a_bias_free_conv_then_batch_norm():

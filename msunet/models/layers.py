@@ -8,6 +8,7 @@ are numerically the Keras reference.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,20 +24,117 @@ KERAS_BN_EPSILON = 1e-3
 Dtype = Any
 
 
+def _batch_moments(x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Per-channel float32 mean and biased variance over all but the last axis, in one pass
+    (E[x^2] - E[x]^2, clipped at 0: flax's `use_fast_variance`)."""
+    axes = tuple(range(x.ndim - 1))
+    mean = jnp.mean(x, axes)
+    var = jnp.maximum(jnp.mean(jnp.square(x), axes) - jnp.square(mean), 0.0)
+    return mean, var
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _train_normalize(x: jnp.ndarray, scale: jnp.ndarray, bias: jnp.ndarray, epsilon: float,
+                     relu: bool) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """BatchNorm on batch statistics (+ ReLU): `(y, mean, var)`; see `_train_normalize_fwd`."""
+    return _train_normalize_fwd(x, scale, bias, epsilon, relu)[0]
+
+
+def _normalize_from(x32: jnp.ndarray, mean: jnp.ndarray, var: jnp.ndarray, scale: jnp.ndarray,
+                    bias: jnp.ndarray, epsilon: float, relu: bool
+                    ) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """`(output, multiplier, pre-activation)` of `(x - mean) / sqrt(var + eps) * scale + bias`."""
+    multiplier = jax.lax.rsqrt(var + epsilon) * scale
+    before = x32 * multiplier + (bias - mean * multiplier)
+    return (jax.nn.relu(before) if relu else before), multiplier, before
+
+
+def _train_normalize_fwd(x: jnp.ndarray, scale: jnp.ndarray, bias: jnp.ndarray,
+                         epsilon: float, relu: bool) -> tuple[Any, Any]:
+    """Statistics in one reduction pass, the output in one elementwise pass; only the input
+    and per-channel vectors are kept for the backward pass."""
+    x32 = x.astype(jnp.float32)
+    mean, var = _batch_moments(x32)
+    y, _, _ = _normalize_from(x32, mean, var, scale, bias, epsilon, relu)
+    return (y.astype(x.dtype), mean, var), (x, mean, var, scale, bias)
+
+
+def _train_normalize_bwd(epsilon: float, relu: bool, residuals: tuple[Any, ...],
+                         cotangents: tuple[jnp.ndarray, ...]) -> tuple[jnp.ndarray, ...]:
+    """The BatchNorm gradient in one reduction pass and one elementwise pass over the input,
+    with nothing activation-sized in between: with g = dy (masked by the ReLU), x^ the
+    normalised input and m the multiplier, dx = m (g - mean(g) - x^ mean(g x^)), written as
+    per-channel coefficients of g and x; plus the (normally zero) terms of the returned
+    statistics' own cotangents."""
+    x, mean, var, scale, bias = residuals
+    d_output, d_mean, d_var = cotangents
+    x32 = x.astype(jnp.float32)
+    count = x.size // x.shape[-1]
+    _, multiplier, before = _normalize_from(x32, mean, var, scale, bias, epsilon, relu)
+    grad = d_output.astype(jnp.float32)
+    if relu:
+        grad = jnp.where(before > 0, grad, 0.0)
+    axes = tuple(range(x.ndim - 1))
+    grad_sum = jnp.sum(grad, axes)
+    inv_std = jax.lax.rsqrt(var + epsilon)
+    grad_dot = (jnp.sum(grad * x32, axes) - mean * grad_sum) * inv_std  # sum(g x^)
+    x_coefficient = (2.0 * d_var - multiplier * inv_std * grad_dot) / count
+    constant = (d_mean - 2.0 * d_var * mean - multiplier * (grad_sum - mean * inv_std * grad_dot)
+                ) / count
+    d_x = multiplier * grad + x_coefficient * x32 + constant
+    return d_x.astype(x.dtype), grad_dot, grad_sum
+
+
+_train_normalize.defvjp(_train_normalize_fwd, _train_normalize_bwd)
+
+
+class BatchNorm(nn.Module):
+    """flax's `nn.BatchNorm` over the last axis, with a hand-written training gradient and an
+    optional fused ReLU.
+
+    Same variables as flax's ("params": "scale" (if `use_scale`), "bias"; "batch_stats":
+    "mean", "var") and, being named BatchNorm, the same automatic names ("BatchNorm_0", ...), so
+    checkpoints and imported Keras weights are unchanged. In training, autodiff of flax's layer
+    keeps several activation-sized intermediates and makes extra passes over them; this one keeps
+    only its input, computes the statistics in one pass and the gradient in two
+    (`python -m benchmarks.profile`). Statistics are float32 whatever `dtype` is.
+    """
+
+    use_running_average: bool
+    momentum: float = KERAS_BN_MOMENTUM
+    epsilon: float = KERAS_BN_EPSILON
+    use_scale: bool = True
+    relu: bool = False
+    bias_init: Callable[..., jnp.ndarray] = nn.initializers.zeros_init()
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        features = (x.shape[-1],)
+        ra_mean = self.variable("batch_stats", "mean", jnp.zeros, features, jnp.float32)
+        ra_var = self.variable("batch_stats", "var", jnp.ones, features, jnp.float32)
+        scale = (self.param("scale", nn.initializers.ones_init(), features, jnp.float32)
+                 if self.use_scale else jnp.ones(features, jnp.float32))
+        bias = self.param("bias", self.bias_init, features, jnp.float32)
+        if self.use_running_average:
+            y, _, _ = _normalize_from(x.astype(jnp.float32), ra_mean.value, ra_var.value, scale,
+                                      bias, self.epsilon, self.relu)
+            return y.astype(self.dtype)
+        y, mean, var = _train_normalize(x.astype(self.dtype), scale, bias, self.epsilon,
+                                        self.relu)
+        if not self.is_initializing():
+            ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+            ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+        return y
+
+
 def batch_norm(train: bool, *, use_scale: bool = True, dtype: Dtype = jnp.float32,
-               bias_init: float = 0.0, momentum: float = KERAS_BN_MOMENTUM,
-               name: str | None = None) -> nn.BatchNorm:
-    """A BatchNorm with Keras' momentum/epsilon; statistics stay float32 under bf16 compute."""
-    return nn.BatchNorm(
-        use_running_average=not train,
-        momentum=momentum,
-        epsilon=KERAS_BN_EPSILON,
-        use_scale=use_scale,
-        bias_init=nn.initializers.constant(bias_init),
-        dtype=dtype,
-        param_dtype=jnp.float32,
-        name=name,
-    )
+               bias_init: float = 0.0, momentum: float = KERAS_BN_MOMENTUM, relu: bool = False,
+               name: str | None = None) -> BatchNorm:
+    """A BatchNorm (+ ReLU when `relu`) with Keras' momentum/epsilon."""
+    return BatchNorm(use_running_average=not train, momentum=momentum, use_scale=use_scale,
+                     relu=relu, bias_init=nn.initializers.constant(bias_init), dtype=dtype,
+                     name=name)
 
 
 class ConvBN(nn.Module):
@@ -62,9 +160,10 @@ class ConvBN(nn.Module):
             param_dtype=jnp.float32,
             conv_general_dilated=conv_general_dilated,
         )(x)
+        fuse_relu = self.activation is nn.relu
         x = batch_norm(train, use_scale=self.bn_scale, bias_init=self.bn_bias_init,
-                       momentum=self.bn_momentum, dtype=self.dtype)(x)
-        if self.activation is not None:
+                       momentum=self.bn_momentum, relu=fuse_relu, dtype=self.dtype)(x)
+        if self.activation is not None and not fuse_relu:
             x = self.activation(x)
         return x
 
