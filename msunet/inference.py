@@ -156,21 +156,35 @@ class Predictor:
         """uint8 images (N, S, S[, 1]) -> lesion probabilities (N, S, S)."""
         return np.asarray(jax.nn.sigmoid(self.logits(images)))
 
+    def prepare(self, image: np.ndarray) -> tuple[np.ndarray, Geometry]:
+        """The training preprocessing of one grey image (any size and bit depth): the uint8
+        model-resolution image and how to map back (`prepare_image`)."""
+        return prepare_image(image, self.config.data)
+
+    def model_probabilities(self, prepared: list[np.ndarray]) -> list[np.ndarray]:
+        """Lesion probabilities at model resolution of prepared images: the whole images in
+        one batched model call, or each tiled by the sliding window (`eval.sliding_window`)."""
+        if not prepared:
+            return []
+        if not self.config.eval.sliding_window:
+            return list(self.probabilities(np.stack(prepared)))
+        # Training's scale: the image prepared at data.image_size, tiled with the patches the
+        # model was trained on (one window, the whole image, when it had none).
+        window = self.config.data.patch_size or self.config.data.image_size
+        return [sliding_window_probabilities(image, window, self.config.eval.window_overlap,
+                                             self.probabilities) for image in prepared]
+
+    def restore(self, probability: np.ndarray, geometry: Geometry,
+                threshold: float | None = None) -> Prediction:
+        """A model-resolution probability map back at the original image's pixels."""
+        probability = restore_geometry(probability, geometry)
+        threshold = self.config.eval.threshold if threshold is None else threshold
+        return Prediction(probability, probability >= threshold, geometry)
+
     def __call__(self, image: np.ndarray, threshold: float | None = None) -> Prediction:
         """Predict one grey image of any size and bit depth, at its original size."""
-        ev = self.config.eval
-        prepared, geometry = prepare_image(image, self.config.data)
-        if not ev.sliding_window:
-            small = self.probabilities(prepared[None])[0]
-        else:
-            # Training's scale: the image prepared at data.image_size, tiled with the patches
-            # the model was trained on (one window, the whole image, when it had none).
-            window = self.config.data.patch_size or self.config.data.image_size
-            small = sliding_window_probabilities(prepared, window, ev.window_overlap,
-                                                 self.probabilities)
-        probability = restore_geometry(small, geometry)
-        threshold = ev.threshold if threshold is None else threshold
-        return Prediction(probability, probability >= threshold, geometry)
+        prepared, geometry = self.prepare(image)
+        return self.restore(self.model_probabilities([prepared])[0], geometry, threshold)
 
 
 def predict(variables: dict[str, Any], image: np.ndarray, config: ml_collections.ConfigDict,

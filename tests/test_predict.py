@@ -3,9 +3,13 @@ flags that override the run's eval settings, and one-line errors naming the file
 
 import cv2
 import numpy as np
+import pytest
 
 from msunet.data import synthetic_mammogram
+from msunet.data.readers import BadSampleError
+from msunet.inference import Predictor, load_variables
 from msunet.predict import main as predict_main
+from msunet.predict import predict_files
 from msunet.workdir import Workdir
 from tests.conftest import run_module
 
@@ -65,3 +69,28 @@ def test_predict_cli_reads_a_folder_and_its_flags(smoke_run, tmp_path, monkeypat
         assert mask.shape == shape and set(np.unique(mask)) <= {0, 255}
         assert (tmp_path / "out" / f"scan{i}_overlay.png").is_file()
     assert not list((tmp_path / "out").glob("*_probability.png")), "only with --probability"
+
+
+def test_predict_files_batches_overlap_and_keep_the_input_order(smoke_run, tmp_path):
+    """Five inputs through batches of two (the last one padded): each prediction is what the
+    one-image Predictor gives, yielded in input order, and a bad file names itself."""
+    config = Workdir(smoke_run).load_config()
+    config.train.eval_batch_size = 2
+    predictor = Predictor(load_variables(smoke_run, config)[0], config)
+    inputs = []
+    for i, (height, width) in enumerate([(96, 80), (70, 100), (64, 64), (120, 90), (80, 80)]):
+        scan = synthetic_mammogram(1, i, size=128)["image"][:height, :width]
+        inputs.append(tmp_path / f"scan{i}.png")
+        assert cv2.imwrite(str(inputs[-1]), np.ascontiguousarray(scan))
+    done = list(predict_files(predictor, inputs, tmp_path / "out"))
+    assert [item.path for item in done] == inputs
+    for item in done:
+        alone = predictor(cv2.imread(str(item.path), cv2.IMREAD_UNCHANGED))
+        np.testing.assert_allclose(item.prediction.probability, alone.probability, atol=1e-5)
+        written = cv2.imread(str(item.files["mask"]), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(written, item.prediction.mask.astype(np.uint8) * 255)
+
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    with pytest.raises(BadSampleError, match="broken.png"):
+        list(predict_files(predictor, [inputs[0], broken, inputs[1]], tmp_path / "out2"))
