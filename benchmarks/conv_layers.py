@@ -1,12 +1,14 @@
 """Per-layer cost of msunet's convolutions against the lax/flax operations they replace.
 
     python -m benchmarks.conv_layers [--size 256] [--batch 8] [--output FILE.json]
+    python -m benchmarks.conv_layers --table-from FILE.json   # FILE.md from saved results
 
 For the layer shapes that dominate a MultiResUNet train step (base width 32), times the forward
 pass and the forward + both gradients (value and grads of <layer(x), g>) of: `lax`'s 3x3 and 1x1
 convolutions against `msunet.models.conv.conv_general_dilated`, and flax's 2x2 stride-2
 `ConvTranspose` against `msunet.models.layers.Upsample2x`. Prints a markdown table and JSON, so
-the speed-up of the train step (`benchmarks.throughput`) can be traced to its layers.
+the speed-up of the train step (`benchmarks.throughput`) can be traced to its layers. With
+`--output`, the table is also written beside the JSON (`.md`), for the README.
 """
 
 from __future__ import annotations
@@ -102,19 +104,32 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def results_markdown(results: dict[str, Any]) -> str:
+    """A saved results file's table, with what it measured."""
+    return (f"Median ms per layer, input batch {results['batch']}, on {results['device']}; "
+            "forward + grads = the value and both gradients of <layer(x), g>.\n\n"
+            f"{markdown(results['layers'])}\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--output", type=pathlib.Path)
+    parser.add_argument("--table-from", type=pathlib.Path,
+                        help="write the .md of this saved results file and stop")
     args = parser.parse_args()
+    if args.table_from:
+        results = json.loads(args.table_from.read_text())
+        args.table_from.with_suffix(".md").write_text(results_markdown(results))
+        return
     rows = measure(args.size, args.batch)
-    table = markdown(rows)
-    print(table)
+    print(markdown(rows))
     if args.output:
-        args.output.write_text(json.dumps({"size": args.size, "batch": args.batch,
-                                           "device": str(jax.devices()[0]), "layers": rows},
-                                          indent=1))
+        results = {"size": args.size, "batch": args.batch, "device": str(jax.devices()[0]),
+                   "layers": rows}
+        args.output.write_text(json.dumps(results, indent=1))
+        args.output.with_suffix(".md").write_text(results_markdown(results))
 
 
 if __name__ == "__main__":
