@@ -182,6 +182,16 @@ def test_conv_bn_is_a_bias_free_conv_then_batch_norm():
     assert out.shape == (2, 8, 8, 5) and float(out.min()) < 0, "no activation: negatives remain"
 
 
+def test_max_pool_equals_flax_in_value_and_gradient_ties_included():
+    x = jax.random.normal(jax.random.key(0), (2, 8, 7, 3))
+    x = jnp.where(x < 0.3, 0.0, x)  # ties: whole windows of equal values
+    reference = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))  # noqa: E731
+    np.testing.assert_array_equal(max_pool_2x2(x), reference(x))
+    weights = jax.random.normal(jax.random.key(1), (2, 4, 3, 3))
+    grad = jax.grad(lambda x: jnp.sum(weights * max_pool_2x2(x)))(x)
+    np.testing.assert_array_equal(grad, jax.grad(lambda x: jnp.sum(weights * reference(x)))(x))
+
+
 def test_max_pool_halves_and_check_input_suggests_a_size():
     assert max_pool_2x2(jnp.ones((1, 8, 6, 2))).shape == (1, 4, 3, 2)
     check_input(jnp.zeros((1, 32, 48, 1)), multiple=16, in_channels=1)

@@ -239,9 +239,43 @@ def upsample(features: int, dtype: Dtype, name: str | None = None) -> Upsample2x
     return Upsample2x(features, dtype=dtype, name=name)
 
 
+def _windows(x: jnp.ndarray) -> jnp.ndarray:
+    """(N, H, W, C) -> (N, H/2, W/2, C, 4): each 2x2 window's pixels in row-major order."""
+    images, height, width, channels = x.shape
+    return (x.reshape(images, height // 2, 2, width // 2, 2, channels)
+            .transpose(0, 1, 3, 5, 2, 4).reshape(images, height // 2, width // 2, channels, 4))
+
+
+@jax.custom_vjp
+def _max_pool_even(x: jnp.ndarray) -> jnp.ndarray:
+    return jnp.max(_windows(x), axis=-1)
+
+
+def _max_pool_even_fwd(x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    return _max_pool_even(x), x
+
+
+def _max_pool_even_bwd(x: jnp.ndarray, d_output: jnp.ndarray) -> tuple[jnp.ndarray]:
+    """Each window's gradient to its first maximum, as XLA's select-and-scatter and
+    TensorFlow's MaxPoolGrad give it, in one fused elementwise pass."""
+    first = jnp.argmax(_windows(x), axis=-1)
+    spread = jnp.where(jnp.arange(4) == first[..., None], d_output[..., None], 0)
+    images, height, width, channels = x.shape
+    d_x = (spread.reshape(images, height // 2, width // 2, channels, 2, 2)
+           .transpose(0, 1, 4, 2, 5, 3).reshape(x.shape))
+    return (d_x.astype(x.dtype),)
+
+
+_max_pool_even.defvjp(_max_pool_even_fwd, _max_pool_even_bwd)
+
+
 def max_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:
-    """2x2 max-pooling with stride 2 (Keras MaxPooling2D default)."""
-    return nn.max_pool(x, (2, 2), strides=(2, 2))
+    """2x2 max-pooling with stride 2 (Keras MaxPooling2D default; an odd last row or column
+    is dropped). Same values and gradient as `nn.max_pool`, but its gradient is one elementwise
+    pass: XLA:CPU's select-and-scatter kept activation-sized int32 index arrays alive in the
+    train step (`--xla_dump_to` memory-usage report)."""
+    _, height, width, _ = x.shape
+    return _max_pool_even(x[:, :height - height % 2, :width - width % 2])
 
 
 def check_input(x: jnp.ndarray, *, multiple: int, in_channels: int | None = None) -> None:
