@@ -158,13 +158,13 @@ def run(images: int, scale: float, repeats: int, image_size: int, base_filters: 
         workdir: pathlib.Path, idle: bool = True) -> dict[str, Any]:
     """Inputs and weights in `workdir`, then `repeats` rounds of every variant, each its own
     process."""
-    from benchmarks.run import _run_json, machine, wait_for_idle
+    from benchmarks.run import machine, run_json, wait_for_idle
 
     inputs = make_inputs(workdir / "inputs", images, scale)
     weights = workdir / "multiresunet.weights.h5"
     common = ["--inputs", str(workdir / "inputs"), "--weights", str(weights),
               "--image-size", str(image_size), "--base-filters", str(base_filters)]
-    _run_json("benchmarks.predict_throughput", ["--role", "weights", *common])
+    run_json("benchmarks.predict_throughput", ["--role", "weights", *common])
     import cv2
 
     shape = cv2.imread(str(inputs[0]), cv2.IMREAD_UNCHANGED).shape
@@ -173,7 +173,7 @@ def run(images: int, scale: float, repeats: int, image_size: int, base_filters: 
         for variant, env in VARIANTS.items():
             print(f"predict_throughput: repeat {repeat + 1}/{repeats}, {variant}", flush=True)
             before = wait_for_idle() if idle else {}
-            runs[variant].append({**_run_json(
+            runs[variant].append({**run_json(
                 "benchmarks.predict_throughput",
                 ["--role", "measure", "--variant", variant, "--output-dir",
                  str(workdir / f"out-{variant}"), *common], env), **before})

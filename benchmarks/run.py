@@ -112,7 +112,7 @@ def _spec_args(spec: Any) -> list[str]:
             for arg in (f"--{field.name.replace('_', '-')}", str(getattr(spec, field.name)))]
 
 
-def _run_json(module: str, args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+def run_json(module: str, args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run `python -m module args` and return the JSON object on its last stdout line."""
     process = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, text=True,
                              capture_output=True, env={**os.environ, **(env or {})})
@@ -136,7 +136,7 @@ def run_throughput(spec: throughput.Spec, variants: tuple[str, ...], repeats: in
             framework, host_memory, env = VARIANTS[variant]
             print(f"throughput: repeat {repeat + 1}/{repeats}, {variant}", flush=True)
             before = wait_for_idle() if idle else {}
-            runs[variant].append({**_run_json(
+            runs[variant].append({**run_json(
                 "benchmarks.throughput", ["--framework", framework, "--host-memory", host_memory,
                                           *_spec_args(spec)], {**cache, **env}), **before})
     summary = {}
@@ -213,7 +213,7 @@ def run_accuracy(spec: accuracy.Spec, models: tuple[str, ...], seeds: tuple[int,
                 for framework, variant in (("keras-tf", keras_variant), ("jax", "jax")):
                     print(f"accuracy: seed {seed}, {model}, {variant}", flush=True)
                     before = wait_for_idle() if idle else {}
-                    result = _run_json("benchmarks.accuracy", [
+                    result = run_json("benchmarks.accuracy", [
                         "--framework", framework, "--seed", str(seed), "--init-dir", init_dir,
                         *_spec_args(dataclasses.replace(spec, model=model))],
                         {**cache, **VARIANTS[variant][2]})
