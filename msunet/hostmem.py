@@ -12,6 +12,12 @@ process keeps its peak memory until it exits, and fragmentation can grow the hea
 in training (the peak resident memory of each variant is in the full benchmark's results).
 The command-line tools call it at start unless MSUNET_KEEP_FREED_MEMORY=0; library users may
 call it themselves, before JAX runs anything.
+
+Kept memory has one trap: what XLA's compiler allocates and frees stays resident too (~1 GB for
+the MultiResUNet train step), in pieces too small for the step's temporaries, which XLA:CPU
+allocates as one block on top of them. `CompiledAhead` compiles a jitted function before its
+first run and hands the compiler's freed pages back (`release_freed_memory`) in between, so the
+process peaks at what the running step needs (README, Benchmarks).
 """
 
 from __future__ import annotations
@@ -19,6 +25,10 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+from collections.abc import Callable
+from typing import Any
+
+import jax
 
 ENV_SWITCH = "MSUNET_KEEP_FREED_MEMORY"
 
@@ -28,11 +38,17 @@ _M_MMAP_MAX = -4
 _M_ARENA_MAX = -8
 
 
+def _glibc() -> ctypes.CDLL | None:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    return ctypes.CDLL(None)
+
+
 def keep_freed_memory() -> bool:
     """Make glibc malloc keep freed memory for reuse; False (and no change) off glibc."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    libc = _glibc()
+    if libc is None:
         return False
-    libc = ctypes.CDLL(None)
     # One arena: a thread's own arena maps blocks too big for it with mmap whatever the
     # settings; only the main arena grows its heap. A trim threshold of -1 never trims.
     settings = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1))
@@ -54,3 +70,33 @@ def keep_freed_memory_unless_disabled() -> bool:
         raise ValueError(f"{ENV_SWITCH}={os.environ[ENV_SWITCH]!r}: expected 0/false/no/off to "
                          "turn keeping freed memory off, or 1/true/yes/on")
     return _SWITCH_VALUES[value] and keep_freed_memory()
+
+
+def release_freed_memory() -> bool:
+    """Give the heap's free pages back to the kernel (glibc `malloc_trim(0)`), kept or not;
+    False (and nothing done) off glibc."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    libc.malloc_trim(0)
+    return True
+
+
+class CompiledAhead:
+    """A jitted function compiled ahead of time for each new argument signature (pytree
+    structure, shapes, dtypes, shardings), the compiler's freed memory released before the
+    executable first runs. Called like the jitted function, donation included."""
+
+    def __init__(self, jitted: Any) -> None:
+        self.jitted = jitted
+        self._executables: dict[Any, Callable[..., Any]] = {}
+
+    def __call__(self, *args: Any) -> Any:
+        leaves, treedef = jax.tree.flatten(args)
+        signature = (treedef, tuple((jax.typeof(leaf), getattr(leaf, "sharding", None))
+                                    for leaf in leaves))
+        executable = self._executables.get(signature)
+        if executable is None:
+            executable = self._executables[signature] = self.jitted.lower(*args).compile()
+            release_freed_memory()
+        return executable(*args)

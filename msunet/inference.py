@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from msunet import hostmem
 from msunet.data.preprocess import Geometry, model_inputs, prepare_image, restore_geometry
 from msunet.models.layers import folded_batch_norm
 from msunet.state import abstract_train_state, create_model
@@ -60,7 +61,8 @@ def mean_probability_logit(first: jax.Array, second: jax.Array) -> jax.Array:
 @functools.lru_cache(maxsize=8)
 def _logits_fn(model_json: str, tta_hflip: bool) -> Callable[..., jax.Array]:
     """A jitted (variables, float images (N, S, S, 1)) -> logits (N, S, S, 1), one per model,
-    with every convolution's BatchNorm folded into it (`folded_batch_norm`)."""
+    with every convolution's BatchNorm folded into it (`folded_batch_norm`), compiled ahead of
+    its first run (`hostmem.CompiledAhead`)."""
     model = create_model(ml_collections.ConfigDict(json.loads(model_json)))
 
     def logits(variables: dict[str, Any], images: jax.Array) -> jax.Array:
@@ -71,7 +73,7 @@ def _logits_fn(model_json: str, tta_hflip: bool) -> Callable[..., jax.Array]:
                 out = mean_probability_logit(out, mirrored)
         return out
 
-    return jax.jit(logits)
+    return hostmem.CompiledAhead(jax.jit(logits))
 
 
 def window_starts(length: int, window: int, overlap: float) -> list[int]:

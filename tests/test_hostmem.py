@@ -1,11 +1,16 @@
-"""keep_freed_memory: a freed large block is reused without new page faults (glibc only)."""
+"""keep_freed_memory: a freed large block is reused without new page faults; release_freed_memory
+gives kept pages back; CompiledAhead runs as the jitted function it wraps (glibc only)."""
 
 import platform
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
+from msunet import hostmem
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.skipif(
@@ -63,3 +68,45 @@ def test_unreadable_switch_is_a_clear_error():
     assert process.returncode != 0
     assert "error: MSUNET_KEEP_FREED_MEMORY='maybe': expected 0/false/no/off" in process.stderr
     assert "Traceback" not in process.stderr
+
+
+# Kept memory: 64 touched 4 MiB blocks freed stay resident until released.
+_RELEASE_PROBE = """
+import ctypes
+from msunet import hostmem
+
+def resident_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+
+assert hostmem.keep_freed_memory()
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+blocks = [libc.malloc(4 * 2**20) for _ in range(64)]
+for block in blocks:
+    ctypes.memset(block, 1, 4 * 2**20)
+for block in blocks:
+    libc.free(block)
+kept = resident_mb()
+print(hostmem.release_freed_memory(), kept - resident_mb())
+"""
+
+
+def test_released_memory_leaves_the_process():
+    process = subprocess.run([sys.executable, "-c", _RELEASE_PROBE], cwd=REPO,
+                             capture_output=True, text=True, timeout=120, env={"PATH": ""})
+    assert process.returncode == 0, process.stderr
+    released, freed_mb = process.stdout.split()
+    assert released == "True"
+    assert float(freed_mb) > 200  # of the 256 MiB freed but kept
+
+
+def test_compiled_ahead_runs_as_the_jitted_function_once_per_signature():
+    compiled = hostmem.CompiledAhead(jax.jit(lambda x, scale: x * scale, donate_argnums=0))
+    for size in (3, 3, 5):
+        x = jnp.arange(size, dtype=jnp.float32)
+        np.testing.assert_array_equal(compiled(x, 2.0), np.arange(size) * 2.0)
+        assert x.is_deleted()  # donated, as the jitted function's argument would be
+    assert len(compiled._executables) == 2  # sizes 3 and 5
+    compiled(jnp.arange(3, dtype=jnp.int32), 2.0)
+    assert len(compiled._executables) == 3  # a new dtype is a new signature
