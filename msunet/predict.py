@@ -7,7 +7,7 @@ outline in red on the image) and, with --probability, `<stem>_probability.png` (
 
 The files flow through three overlapping stages (`predict_files`): reader threads decode and
 prepare the next images while the model runs on a batch of `train.eval_batch_size` prepared
-images, and a writer thread maps finished predictions back to full size and writes the PNGs
+images, and writer threads map finished predictions back to full size and writes the PNGs
 (`python -m benchmarks.predict_throughput` measures it on full-size 16-bit mammograms).
 """
 
@@ -68,12 +68,14 @@ def _batches(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
 
 
 def predict_files(predictor: Predictor, inputs: list[pathlib.Path], output: str | pathlib.Path,
-                  probability: bool = False, readers: int = 2) -> Iterator[Written]:
+                  probability: bool = False, readers: int = 2, writers: int = 2,
+                  ) -> Iterator[Written]:
     """Predict and write every input, yielding each as its files are written, in input order.
 
     Decoding + preprocessing (`readers` threads), the model (this thread, batches of
     `train.eval_batch_size`, the last one padded so one compiled shape serves all) and
-    restoring + writing (one thread) overlap. Errors name the file and stop the run.
+    restoring + writing (`writers` threads: the last batch's PNGs are written with the model
+    done, so one writer would leave a core idle) overlap. Errors name the file and stop the run.
     """
     batch_size = predictor.config.train.eval_batch_size
     pad = len(inputs) > 1 and not predictor.config.eval.sliding_window
@@ -90,7 +92,7 @@ def predict_files(predictor: Predictor, inputs: list[pathlib.Path], output: str 
         return Written(path, image.shape, prediction, files)
 
     with concurrent.futures.ThreadPoolExecutor(readers) as reading, \
-            concurrent.futures.ThreadPoolExecutor(1) as writing:
+            concurrent.futures.ThreadPoolExecutor(writers) as writing:
         loaded = _ahead(reading, load, inputs, depth=batch_size + readers)
         writes: collections.deque[concurrent.futures.Future[Written]] = collections.deque()
         for batch in _batches(loaded, batch_size):
