@@ -13,11 +13,11 @@ in training (the peak resident memory of each variant is in the full benchmark's
 The command-line tools call it at start unless MSUNET_KEEP_FREED_MEMORY=0; library users may
 call it themselves, before JAX runs anything.
 
-Kept memory has one trap: what XLA's compiler allocates and frees stays resident too (~1 GB for
-the MultiResUNet train step), in pieces too small for the step's temporaries, which XLA:CPU
-allocates as one block on top of them. `CompiledAhead` compiles a jitted function before its
-first run and hands the compiler's freed pages back (`release_freed_memory`) in between, so the
-process peaks at what the running step needs (README, Benchmarks).
+Kept memory has one trap: what XLA's compiler allocates and frees stays resident too, in pieces too
+small for the step's temporaries, which XLA:CPU allocates as one block on top of them.
+`CompiledAhead` compiles a jitted function before its first run and hands the compiler's freed
+pages back (`release_freed_memory`) in between, so the process peaks at what the running step needs
+(README, Benchmarks).
 """
 
 from __future__ import annotations

@@ -210,7 +210,8 @@ class Trainer:
 
         loss_fn, threshold = get_loss(self.settings.loss), config.eval.threshold
         # Compiled before their first run, the compiler's memory released in between: with the
-        # kept heap (msunet.hostmem) it would otherwise add ~1 GB to the run's peak.
+        # kept heap (msunet.hostmem) it would otherwise stay resident beside the step's
+        # temporaries.
         self.train_fn = hostmem.CompiledAhead(jax.jit(functools.partial(
             train_step, loss_fn=loss_fn, threshold=threshold), donate_argnums=0))
         self.eval_fn = hostmem.CompiledAhead(jax.jit(functools.partial(
