@@ -91,6 +91,11 @@ class CompiledAhead:
         self.jitted = jitted
         self._executables: dict[Any, Callable[..., Any]] = {}
 
+    @property
+    def num_compiled(self) -> int:
+        """How many signatures have been compiled (one per shape, in a loop that is right)."""
+        return len(self._executables)
+
     def __call__(self, *args: Any) -> Any:
         leaves, treedef = jax.tree.flatten(args)
         signature = (treedef, tuple((jax.typeof(leaf), getattr(leaf, "sharding", None))

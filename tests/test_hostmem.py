@@ -107,6 +107,6 @@ def test_compiled_ahead_runs_as_the_jitted_function_once_per_signature():
         x = jnp.arange(size, dtype=jnp.float32)
         np.testing.assert_array_equal(compiled(x, 2.0), np.arange(size) * 2.0)
         assert x.is_deleted()  # donated, as the jitted function's argument would be
-    assert len(compiled._executables) == 2  # sizes 3 and 5
+    assert compiled.num_compiled == 2  # sizes 3 and 5
     compiled(jnp.arange(3, dtype=jnp.int32), 2.0)
-    assert len(compiled._executables) == 3  # a new dtype is a new signature
+    assert compiled.num_compiled == 3  # a new dtype is a new signature

@@ -273,6 +273,16 @@ def test_a_finished_run_resumes_to_its_summary(smoke_config, copy_run, capsys):
     assert run.metrics_file.read_text() == logged, "nothing trained or logged again"
 
 
+def test_a_run_compiles_each_step_once(unet_config, tmp_path):
+    """The donated state and every batch keep their signature: no silent recompiles (each
+    costs a compile and, with the kept heap, its memory)."""
+    config = unet_config.copy_and_resolve_references()
+    config.train.num_steps, config.train.eval_every = 4, 2
+    trainer = Trainer(config, tmp_path)
+    assert trainer.run()["step"] == 4
+    assert (trainer.train_fn.num_compiled, trainer.eval_fn.num_compiled) == (1, 1)
+
+
 def test_diverging_run_stops_naming_the_step(unet_config, tmp_path):
     """Learning rate 1e30: step 1 is finite (weights ~1e30), step 2 overflows. The run stops
     there, naming the step, with step 1's checkpoint as the last good one."""
