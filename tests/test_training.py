@@ -277,10 +277,12 @@ def test_a_run_compiles_each_step_once(unet_config, tmp_path):
     """The donated state and every batch keep their signature: no silent recompiles (each
     costs a compile and, with the kept heap, its memory)."""
     config = unet_config.copy_and_resolve_references()
-    config.train.num_steps, config.train.eval_every = 4, 2
-    trainer = Trainer(config, tmp_path)
-    assert trainer.run()["step"] == 4
-    assert (trainer.train_fn.num_compiled, trainer.eval_fn.num_compiled) == (1, 1)
+    config.train.num_steps, config.train.eval_every, config.train.checkpoint_every = 2, 2, 2
+    for steps in (2, 4):  # from scratch, then resumed from the restored checkpoint
+        config.train.num_steps = steps
+        trainer = Trainer(config, tmp_path)
+        assert trainer.run()["step"] == steps
+        assert (trainer.train_fn.num_compiled, trainer.eval_fn.num_compiled) == (1, 1)
 
 
 def test_diverging_run_stops_naming_the_step(unet_config, tmp_path):
