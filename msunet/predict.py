@@ -7,7 +7,7 @@ outline in red on the image) and, with --probability, `<stem>_probability.png` (
 
 The files flow through three overlapping stages (`predict_files`): reader threads decode and
 prepare the next images while the model runs on a batch of `train.eval_batch_size` prepared
-images, and writer threads map finished predictions back to full size and writes the PNGs
+images, and writer threads map finished predictions back to full size and write the PNGs
 (`python -m benchmarks.predict_throughput` measures it on full-size 16-bit mammograms).
 """
 
