@@ -96,12 +96,13 @@ class CompiledAhead:
         """How many signatures have been compiled (one per shape, in a loop that is right)."""
         return len(self._executables)
 
-    def __call__(self, *args: Any) -> Any:
-        leaves, treedef = jax.tree.flatten(args)
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        leaves, treedef = jax.tree.flatten((args, kwargs))
         signature = (treedef, tuple((jax.typeof(leaf), getattr(leaf, "sharding", None))
                                     for leaf in leaves))
         executable = self._executables.get(signature)
         if executable is None:
-            executable = self._executables[signature] = self.jitted.lower(*args).compile()
+            executable = self.jitted.lower(*args, **kwargs).compile()
+            self._executables[signature] = executable
             release_freed_memory()
-        return executable(*args)
+        return executable(*args, **kwargs)

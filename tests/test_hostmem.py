@@ -110,3 +110,4 @@ def test_compiled_ahead_runs_as_the_jitted_function_once_per_signature():
     assert compiled.num_compiled == 2  # sizes 3 and 5
     compiled(jnp.arange(3, dtype=jnp.int32), 2.0)
     assert compiled.num_compiled == 3  # a new dtype is a new signature
+    np.testing.assert_array_equal(compiled(jnp.ones(2), scale=3.0), [3.0, 3.0])
