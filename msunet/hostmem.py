@@ -93,7 +93,8 @@ class CompiledAhead:
 
     @property
     def num_compiled(self) -> int:
-        """How many signatures have been compiled (one per shape, in a loop that is right)."""
+        """How many argument signatures have been compiled; more than a loop's batch shapes
+        means it recompiles silently."""
         return len(self._executables)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
