@@ -13,42 +13,49 @@ bytes moved (XLA's cost analysis of the compiled layer), and gives the achieved 
 against this machine's matmul peak and memory bandwidth, measured in the same process. The whole
 step and the optimizer update are timed too; what the layers alone do not explain (activations,
 concatenations, additions, pooling, the loss, and layers running slower or faster inside the
-step than alone) is the remainder.
+step than alone) is the remainder. The inference forward pass (BatchNorm folded, as
+`msunet.predict` runs it) is timed as a whole.
+
+"What the targets need" reads the suite's msunet/Keras-TF ratios (`--suite-results`, default
+`benchmarks/results/full.json`) and turns each of issue 15's goals (train 1.5x, inference 1.2x)
+into seconds: how much shorter the step (or forward pass) must be, and for each group of layers
+how much it could give at most, were it running at the machine's limit (convolutions at the
+matmul peak, BatchNorm at the memory bandwidth), and what fraction of the limit it would need if
+it alone closed the gap.
 
 Runs with freed host memory kept, as msunet's command-line tools do (`msunet.hostmem`: without it
 every activation-sized pass also page-faults fresh memory, which inflates the memory-bound
-layers). Writes `profile.json` and `profile.md` to `--output-dir`. Time it on an idle machine
-only: the load average at the start is recorded.
+layers). Writes `profile.json` and `profile.md` to `--output-dir`. It waits until nothing else
+uses the CPU (`benchmarks.run.wait_for_idle`) and records what it saw and the load average.
 """
 
 from __future__ import annotations
 
+import argparse
+import concurrent.futures
+import functools
+import json
 import os
+import pathlib
 import time
+from collections.abc import Callable
+from typing import Any
 
-LOAD_AT_START = os.getloadavg()
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import argparse  # noqa: E402
-import concurrent.futures  # noqa: E402
-import functools  # noqa: E402
-import json  # noqa: E402
-import pathlib  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from typing import Any  # noqa: E402
-
-import flax.linen as nn  # noqa: E402
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from msunet import hostmem  # noqa: E402
-from msunet.config import base_config  # noqa: E402
-from msunet.models.layers import BatchNorm, Upsample2x  # noqa: E402
-from msunet.state import create_train_state  # noqa: E402
-from msunet.training import train_step  # noqa: E402
+from msunet import hostmem
+from msunet.config import base_config
+from msunet.models.layers import BatchNorm, Upsample2x, folded_batch_norm
+from msunet.state import create_train_state
+from msunet.training import train_step
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 PROFILED = (nn.Conv, BatchNorm, Upsample2x)
+GOALS = {"train": 1.5, "infer": 1.2}  # issue 15: msunet / the fastest Keras-TF variant
+WIDE_OUTPUTS = 64  # 3x3 convolutions with at least this many outputs count as wide
 
 
 def best_seconds(function: Callable[..., Any], *args: Any, repeats: int = 5) -> float:
@@ -186,6 +193,13 @@ def profile(model: str, size: int, batch: int, base_filters: int) -> dict[str, A
     update = jax.jit(lambda state: state.apply_gradients(grads=state.params))
     optimizer_s = best_seconds(update, state)
 
+    def infer(variables: Any, images: jax.Array) -> jax.Array:
+        with folded_batch_norm():
+            return state.apply_fn(variables, images, train=False)
+
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    infer_s = best_seconds(jax.jit(infer), variables, images.astype(jnp.float32) / 255.0)
+
     layers_s = sum(row["train_s"] for row in classes.values())
     for row in classes.values():
         row["share_of_step"] = row["train_s"] / step_s
@@ -194,11 +208,77 @@ def profile(model: str, size: int, batch: int, base_filters: int) -> dict[str, A
         row["of_matmul_peak"] = row["train_gflops_per_s"] / limits["matmul_gflops"]
         row["of_memory_bandwidth"] = row["train_gb_per_s"] / limits["memory_gb_per_s"]
     return {"model": model, "size": size, "batch": batch, "base_filters": base_filters,
-            "load_average_at_start": LOAD_AT_START, "device": str(jax.devices()[0]),
+            "load_average_at_start": os.getloadavg(), "device": str(jax.devices()[0]),
             "xla_flags": os.environ.get("XLA_FLAGS", ""), "machine": limits,
-            "step_s": step_s, "optimizer_s": optimizer_s,
+            "step_s": step_s, "optimizer_s": optimizer_s, "infer_s": infer_s,
             "remainder_s": step_s - layers_s - optimizer_s,
             "classes": dict(sorted(classes.items(), key=lambda item: -item[1]["train_s"]))}
+
+
+def layer_group(name: str) -> str:
+    """The group a layer class belongs to in "what the targets need"."""
+    if name.startswith("3x3 conv -> "):
+        wide = int(name.removeprefix("3x3 conv -> ")) >= WIDE_OUTPUTS
+        return (f"3x3 convs, >= {WIDE_OUTPUTS} outputs" if wide
+                else f"3x3 convs, < {WIDE_OUTPUTS} outputs")
+    return {"1x1 conv": "1x1 convs", "2x2 transposed conv": "transposed convs"}.get(name, name)
+
+
+def target_needs(result: dict[str, Any], ratios: dict[str, float]) -> dict[str, Any]:
+    """Each goal in seconds: the time msunet's step (forward pass) must lose to reach it, and
+    per layer group its time, its time at the machine's limit and the fraction of that limit
+    it would need to close the gap alone (None: not even at zero time). The suite's ratio
+    scales the profile's own time, so the two measurements need not agree in absolute terms."""
+    limits = result["machine"]
+    peak, bandwidth = limits["matmul_gflops"] * 1e9, limits["memory_gb_per_s"] * 1e9
+    needs = {}
+    for target, goal in GOALS.items():
+        phase = "train" if target == "train" else "forward"
+        now = result["step_s"] if target == "train" else result["infer_s"]
+        needed = now * ratios[target] / goal
+        gap = now - needed
+        groups: dict[str, dict[str, float]] = {}
+        for name, row in result["classes"].items():
+            if target == "infer" and name == "BatchNorm":
+                continue  # folded into the convolutions for inference
+            group = groups.setdefault(layer_group(name), {"s": 0.0, "at_limit_s": 0.0})
+            group["s"] += row[f"{phase}_s"]
+            group["at_limit_s"] += (row[f"{phase}_bytes"] / bandwidth if name == "BatchNorm"
+                                    else row[f"{phase}_flops"] / peak)
+        for group in groups.values():
+            left = group["s"] - gap
+            group["limit_needed"] = group["at_limit_s"] / left if left > 0 else None
+        most = sum(group["s"] - group["at_limit_s"] for group in groups.values())
+        needs[target] = {"goal": goal, "ratio_now": ratios[target], "now_s": now,
+                         "needed_s": needed, "gap_s": gap, "all_groups_save_s": most,
+                         "groups": dict(sorted(groups.items(), key=lambda item: -item[1]["s"]))}
+    return needs
+
+
+def needs_markdown(needs: dict[str, Any], source: str) -> list[str]:
+    """The "what the targets need" section."""
+    lines = ["", f"## What the targets need (ratios from `{source}`)", ""]
+    for target, need in needs.items():
+        what = "train step" if target == "train" else "inference forward pass (batch, BN folded)"
+        lines += [
+            f"**{target} {need['goal']}x** (now {need['ratio_now']:.2f}x): the {what} from "
+            f"{need['now_s']:.2f} s to {need['needed_s']:.2f} s, {need['gap_s']:.2f} s shorter.",
+            "",
+            "| layer group | s now | s at the limit | most it can save | of the limit it needs "
+            "to close the gap alone |",
+            "|---|---|---|---|---|",
+        ]
+        for name, group in need["groups"].items():
+            alone = (f"{group['limit_needed']:.0%}" if group["limit_needed"] is not None
+                     and group["limit_needed"] <= 1 else "out of reach")
+            lines.append(f"| {name} | {group['s']:.2f} | {group['at_limit_s']:.2f} | "
+                         f"{group['s'] - group['at_limit_s']:.2f} | {alone} |")
+        verdict = ("enough, in principle" if need["all_groups_save_s"] >= need["gap_s"]
+                   else "not enough: the goal is out of reach at these FLOPs")
+        lines += ["", f"Every group at its limit at once would save "
+                  f"{need['all_groups_save_s']:.2f} s of the {need['gap_s']:.2f} s: {verdict}.",
+                  ""]
+    return lines
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -227,8 +307,13 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['optimizer_s'] / step:.0%} | | | | |",
         f"| remainder (activations, concatenations, additions, pooling, loss; in-step vs alone) "
         f"| | | {result['remainder_s']:.3f} | {result['remainder_s'] / step:.0%} | | | | |",
+        "",
+        f"Inference forward pass of the same batch (BatchNorm folded, as `msunet.predict` runs "
+        f"it): **{result['infer_s']:.2f} s**.",
     ]
-    return "\n".join(lines) + "\n"
+    if "needs" in result:
+        lines += needs_markdown(result["needs"], result["suite_results"])
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def main() -> None:
@@ -238,9 +323,22 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--base-filters", type=int, default=32)
     parser.add_argument("--output-dir", type=pathlib.Path, default=RESULTS)
+    parser.add_argument("--suite-results", type=pathlib.Path, default=RESULTS / "full.json",
+                        help="the suite results whose msunet/Keras-TF ratios the targets scale "
+                             "(the section is left out where the file is absent)")
     args = parser.parse_args()
     hostmem.keep_freed_memory_unless_disabled()  # as msunet's command-line tools run
+    from benchmarks.run import wait_for_idle
+
+    idle = wait_for_idle()
     result = profile(args.model, args.size, args.batch, args.base_filters)
+    result["idle_check"] = idle
+    if args.suite_results.is_file():
+        suite = json.loads(args.suite_results.read_text())
+        ratios = {"train": suite["train_ratio_vs_keras_tf"],
+                  "infer": suite["infer_ratio_vs_keras_tf"]}
+        result["suite_results"] = args.suite_results.name
+        result["needs"] = target_needs(result, ratios)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / "profile.json").write_text(json.dumps(result, indent=1))
     (args.output_dir / "profile.md").write_text(markdown(result))
