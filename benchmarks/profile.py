@@ -173,6 +173,7 @@ def profile(model: str, size: int, batch: int, base_filters: int) -> dict[str, A
     config = base_config()
     config.model.name, config.model.base_filters = model, base_filters
     config.data.image_size = size
+    load_at_start = os.getloadavg()
     limits = machine_limits()
     measured: dict[tuple[Any, ...], dict[str, float]] = {}
     classes: dict[str, dict[str, float]] = {}
@@ -208,7 +209,7 @@ def profile(model: str, size: int, batch: int, base_filters: int) -> dict[str, A
         row["of_matmul_peak"] = row["train_gflops_per_s"] / limits["matmul_gflops"]
         row["of_memory_bandwidth"] = row["train_gb_per_s"] / limits["memory_gb_per_s"]
     return {"model": model, "size": size, "batch": batch, "base_filters": base_filters,
-            "load_average_at_start": os.getloadavg(), "device": str(jax.devices()[0]),
+            "load_average_at_start": load_at_start, "device": str(jax.devices()[0]),
             "xla_flags": os.environ.get("XLA_FLAGS", ""), "machine": limits,
             "step_s": step_s, "optimizer_s": optimizer_s, "infer_s": infer_s,
             "remainder_s": step_s - layers_s - optimizer_s,
@@ -222,6 +223,22 @@ def layer_group(name: str) -> str:
         return (f"3x3 convs, >= {WIDE_OUTPUTS} outputs" if wide
                 else f"3x3 convs, < {WIDE_OUTPUTS} outputs")
     return {"1x1 conv": "1x1 convs", "2x2 transposed conv": "transposed convs"}.get(name, name)
+
+
+def same_share_needed(groups: list[dict[str, float]], total_s: float) -> float | None:
+    """The smallest share f of their limits at which the groups take `total_s` together, each
+    taking min(its time now, its time at the limit / f) (none gets slower); None if not even
+    f = 1 does."""
+    def total(share: float) -> float:
+        return sum(min(group["s"], group["at_limit_s"] / share) for group in groups)
+
+    if total(1.0) > total_s:
+        return None
+    low, high = 0.0, 1.0
+    for _ in range(50):  # bisection: total() falls as the share grows
+        middle = (low + high) / 2
+        low, high = (low, middle) if total(middle) <= total_s else (middle, high)
+    return high
 
 
 def target_needs(result: dict[str, Any], ratios: dict[str, float]) -> dict[str, Any]:
@@ -246,11 +263,16 @@ def target_needs(result: dict[str, Any], ratios: dict[str, float]) -> dict[str, 
             group["at_limit_s"] += (row[f"{phase}_bytes"] / bandwidth if name == "BatchNorm"
                                     else row[f"{phase}_flops"] / peak)
         for group in groups.values():
+            # a group measured at or above the limit (BatchNorm's bandwidth) can give nothing
+            group["at_limit_s"] = min(group["at_limit_s"], group["s"])
             left = group["s"] - gap
             group["limit_needed"] = group["at_limit_s"] / left if left > 0 else None
-        most = sum(group["s"] - group["at_limit_s"] for group in groups.values())
+        total, at_limit = (sum(group[key] for group in groups.values())
+                           for key in ("s", "at_limit_s"))
         needs[target] = {"goal": goal, "ratio_now": ratios[target], "now_s": now,
-                         "needed_s": needed, "gap_s": gap, "all_groups_save_s": most,
+                         "needed_s": needed, "gap_s": gap, "all_groups_save_s": total - at_limit,
+                         "same_share_needed": same_share_needed(list(groups.values()),
+                                                                total - gap),
                          "groups": dict(sorted(groups.items(), key=lambda item: -item[1]["s"]))}
     return needs
 
@@ -273,7 +295,10 @@ def needs_markdown(needs: dict[str, Any], source: str) -> list[str]:
                      and group["limit_needed"] <= 1 else "out of reach")
             lines.append(f"| {name} | {group['s']:.2f} | {group['at_limit_s']:.2f} | "
                          f"{group['s'] - group['at_limit_s']:.2f} | {alone} |")
-        verdict = ("enough, in principle" if need["all_groups_save_s"] >= need["gap_s"]
+        share = need["same_share_needed"]
+        verdict = (f"enough, in principle: every group at {share:.0%} of its limit (the same "
+                   "share for all, groups already above it left as they are) closes the gap"
+                   if need["all_groups_save_s"] >= need["gap_s"]
                    else "not enough: the goal is out of reach at these FLOPs")
         lines += ["", f"Every group at its limit at once would save "
                   f"{need['all_groups_save_s']:.2f} s of the {need['gap_s']:.2f} s: {verdict}.",
@@ -326,19 +351,27 @@ def main() -> None:
     parser.add_argument("--suite-results", type=pathlib.Path, default=RESULTS / "full.json",
                         help="the suite results whose msunet/Keras-TF ratios the targets scale "
                              "(the section is left out where the file is absent)")
+    parser.add_argument("--from-json", type=pathlib.Path,
+                        help="measure nothing: redo the targets section and profile.md of this "
+                             "profile.json (after a new suite run)")
     args = parser.parse_args()
-    hostmem.keep_freed_memory_unless_disabled()  # as msunet's command-line tools run
-    from benchmarks.run import wait_for_idle
+    if args.from_json:
+        result = json.loads(args.from_json.read_text())
+    else:
+        hostmem.keep_freed_memory_unless_disabled()  # as msunet's command-line tools run
+        from benchmarks.run import wait_for_idle
 
-    idle = wait_for_idle()
-    result = profile(args.model, args.size, args.batch, args.base_filters)
-    result["idle_check"] = idle
+        idle = wait_for_idle()
+        result = profile(args.model, args.size, args.batch, args.base_filters)
+        result["idle_check"] = idle
     if args.suite_results.is_file():
         suite = json.loads(args.suite_results.read_text())
         ratios = {"train": suite["train_ratio_vs_keras_tf"],
                   "infer": suite["infer_ratio_vs_keras_tf"]}
         result["suite_results"] = args.suite_results.name
         result["needs"] = target_needs(result, ratios)
+    else:
+        result.pop("needs", None)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / "profile.json").write_text(json.dumps(result, indent=1))
     (args.output_dir / "profile.md").write_text(markdown(result))
