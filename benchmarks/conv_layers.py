@@ -111,25 +111,40 @@ def results_markdown(results: dict[str, Any]) -> str:
             f"{markdown(results['layers'])}\n")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def layer_argument_parser(description: str) -> argparse.ArgumentParser:
+    """The per-layer benchmarks' common options: --size, --batch, --output, --table-from."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--output", type=pathlib.Path)
     parser.add_argument("--table-from", type=pathlib.Path,
                         help="write the .md of this saved results file and stop")
-    args = parser.parse_args()
+    return parser
+
+
+def write_results(path: pathlib.Path, results: dict[str, Any],
+                  to_markdown: Callable[[dict[str, Any]], str]) -> None:
+    """`path` (JSON) and the .md beside it."""
+    path.write_text(json.dumps(results, indent=1))
+    path.with_suffix(".md").write_text(to_markdown(results))
+
+
+def rewrite_table(path: pathlib.Path, to_markdown: Callable[[dict[str, Any]], str]) -> None:
+    """The .md of a saved results file, written again (after a change to the table's format)."""
+    path.with_suffix(".md").write_text(to_markdown(json.loads(path.read_text())))
+
+
+def main() -> None:
+    args = layer_argument_parser(__doc__.split("\n\n")[0]).parse_args()
     if args.table_from:
-        results = json.loads(args.table_from.read_text())
-        args.table_from.with_suffix(".md").write_text(results_markdown(results))
+        rewrite_table(args.table_from, results_markdown)
         return
     rows = measure(args.size, args.batch)
     print(markdown(rows))
     if args.output:
         results = {"size": args.size, "batch": args.batch, "device": str(jax.devices()[0]),
                    "layers": rows}
-        args.output.write_text(json.dumps(results, indent=1))
-        args.output.with_suffix(".md").write_text(results_markdown(results))
+        write_results(args.output, results, results_markdown)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,8 @@ beside the JSON (`.md`), for the README.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import json
-import pathlib
 import re
 from typing import Any
 
@@ -26,7 +24,13 @@ import jax
 import numpy as np
 from jax import lax
 
-from benchmarks.conv_layers import NHWC, _median_ms
+from benchmarks.conv_layers import (
+    NHWC,
+    _median_ms,
+    layer_argument_parser,
+    rewrite_table,
+    write_results,
+)
 
 # jaxlib 0.10.2's default YNNPACK fusion types without INDIVIDUAL_CONVOLUTION.
 EIGEN_CONVOLUTIONS = {"xla_cpu_experimental_ynn_fusion_type":
@@ -126,17 +130,11 @@ def results_markdown(results: dict[str, Any]) -> str:
 def main() -> None:
     from benchmarks.run import machine, wait_for_idle
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--batch", type=int, default=8)
+    parser = layer_argument_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--width", type=int, default=32)
-    parser.add_argument("--output", type=pathlib.Path)
-    parser.add_argument("--table-from", type=pathlib.Path,
-                        help="write the .md of this saved results file and stop")
     args = parser.parse_args()
     if args.table_from:
-        results = json.loads(args.table_from.read_text())
-        args.table_from.with_suffix(".md").write_text(results_markdown(results))
+        rewrite_table(args.table_from, results_markdown)
         return
     idle = wait_for_idle()
     rows = measure(args.size, args.batch, args.width)
@@ -148,8 +146,7 @@ def main() -> None:
                    "versions": info["versions"],
                    "load_average_before": list(idle["load_average_before"]),
                    "layers": rows, "totals_ms": totals(rows)}
-        args.output.write_text(json.dumps(results, indent=1))
-        args.output.with_suffix(".md").write_text(results_markdown(results))
+        write_results(args.output, results, results_markdown)
 
 
 if __name__ == "__main__":
