@@ -3,14 +3,14 @@
     python -m benchmarks.conv_libraries [--size 256] [--batch 8] [--width 32] [--output FILE.json]
     python -m benchmarks.conv_libraries --table-from FILE.json   # FILE.md from saved results
 
-jaxlib 0.10.2 hands float32 convolutions with more than 16 channels to YNNPACK by default
-(`__ynn_fusion`); without LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION in the compiler option
-`xla_cpu_experimental_ynn_fusion_type` they run as Eigen's spatial convolution, as XLA:CPU did
-before. The choice is one per compiled program, not per layer. This benchmark finds the model's
-convolutions in its lowered program (so the shapes are the model's, not a list kept by hand),
-compiles each alone both ways and times it, and adds up what the whole pass would spend with
-either library and with the faster one per layer. With `--output`, the table is also written
-beside the JSON (`.md`), for the README.
+jaxlib 0.10.2 hands float32 convolutions with over 16 input or output channels to YNNPACK
+by default (`__ynn_fusion`); without LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION in the compiler
+option `xla_cpu_experimental_ynn_fusion_type` they run as Eigen's spatial convolution, as
+XLA:CPU did before (the narrower ones always do). The choice is one per compiled program, not
+per layer. This benchmark finds the model's convolutions in its lowered program (so the shapes
+are the model's, not a list kept by hand), compiles each alone both ways and times it, and adds
+up what the whole pass would spend with either library and with the faster one per layer.
+With `--output`, the table is also written beside the JSON (`.md`), for the README.
 """
 
 from __future__ import annotations

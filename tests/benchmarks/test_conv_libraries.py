@@ -26,7 +26,7 @@ def test_the_eigen_options_keep_convolutions_out_of_ynnpack():
     assert "__ynn_fusion" not in eigen and "convolution(" in eigen
 
 
-def test_every_layer_is_timed_both_ways_and_summed(monkeypatch):
+def test_every_layer_is_timed_both_ways_and_summed():
     rows = conv_libraries.measure(size=32, batch=1, width=4)
     assert all(row["ynnpack_ms"] > 0 and row["eigen_ms"] > 0 for row in rows)
     sums = conv_libraries.totals(rows)
