@@ -34,7 +34,7 @@ LAYERS = [(3, 17, 26, 1), (3, 51, 32, 1), (3, 32, 32, 1), (3, 105, 64, 2), (3, 2
           (3, 426, 256, 8), (1, 64, 51, 1), (1, 51, 32, 1), (1, 105, 64, 2), (2, 106, 32, 2)]
 
 
-def _median_ms(function: Callable[..., Any], *args: Any, repeats: int = 5) -> float:
+def median_ms(function: Callable[..., Any], *args: Any, repeats: int = 5) -> float:
     """Median wall time of a compiled call in milliseconds (compiled and run once first)."""
     jax.block_until_ready(function(*args))
     times = []
@@ -84,8 +84,8 @@ def measure(size: int, batch: int) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"layer": f"{kernel}x{kernel} {in_features}->{out_features}",
                                "input": f"{batch}x{side}x{side}"}
         for name, layer in implementations.items():
-            row[f"{name}_forward_ms"] = _median_ms(jax.jit(layer), x, weights)
-            row[f"{name}_train_ms"] = _median_ms(_with_grads(layer), x, weights, output_grad)
+            row[f"{name}_forward_ms"] = median_ms(jax.jit(layer), x, weights)
+            row[f"{name}_train_ms"] = median_ms(_with_grads(layer), x, weights, output_grad)
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows

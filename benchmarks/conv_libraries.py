@@ -26,8 +26,8 @@ from jax import lax
 
 from benchmarks.conv_layers import (
     NHWC,
-    _median_ms,
     layer_argument_parser,
+    median_ms,
     rewrite_table,
     write_results,
 )
@@ -84,7 +84,7 @@ def measure(size: int, batch: int, width: int) -> list[dict[str, Any]]:
             "layer": f"3x3 {rhs[2]}->{rhs[3]}", "input": "x".join(map(str, lhs)), "calls": calls,
             "gflop": 2 * np.prod(lhs[:3]) * 9 * rhs[2] * rhs[3] / 1e9}
         for library in LIBRARIES:
-            row[f"{library}_ms"] = _median_ms(compiled_convolution(inputs, kernel, library),
+            row[f"{library}_ms"] = median_ms(compiled_convolution(inputs, kernel, library),
                                               inputs, kernel)
         rows.append(row)
         print(json.dumps(row), flush=True)
